@@ -1,0 +1,155 @@
+"""The ``newswatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from newswatch import __version__
+from newswatch.shared.config import Config, load_config
+from newswatch.shared.errors import ConfigError, NewswatchError
+from newswatch.shared.logs import setup_logging
+from newswatch.shared.runtime import stop_event_on_signals
+
+log = logging.getLogger("newswatch.cli")
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+ServiceRun = Callable[[Config, int, threading.Event], None]
+
+
+def _service_runner(name: str) -> ServiceRun:
+    if name == "fetcher":
+        from newswatch.fetcher.service import run as fetcher_run
+
+        return fetcher_run
+    if name == "matcher":
+        from newswatch.matcher.service import run as matcher_run
+
+        return matcher_run
+    from newswatch.notifier.service import run as notifier_run
+
+    return notifier_run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newswatch",
+        description="Watch news feeds for what matters and alert the right people, once, with the reason.",
+    )
+    parser.add_argument("--version", action="version", version=f"newswatch {__version__}")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("NEWSWATCH_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", type=Path, help="YAML config file (default: $NEWSWATCH_CONFIG)")
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (memory only)")
+    broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default 9092)")
+
+    for name, what in (
+        ("fetcher", "poll feeds and publish new items to newswatch.items"),
+        ("matcher", "match items against topics and publish to newswatch.matches"),
+        ("notifier", "deliver matches to subscriptions and publish to newswatch.alerts"),
+    ):
+        p = sub.add_parser(name, help=f"run the {name} service: {what}")
+        config_arg(p)
+        p.add_argument("--http-port", type=int, help="port for /metrics, /healthz, /readyz (default from config)")
+
+    up = sub.add_parser("up", help="run the whole pipeline: embedded broker (unless configured) + 3 services")
+    config_arg(up)
+    up.add_argument("--broker-port", type=int, help="embedded broker port (default 9092, or a free one)")
+
+    demo = sub.add_parser("demo", help="run `up` with local demo feeds and print alerts here")
+    demo.add_argument("--broker-port", type=int, help="embedded broker port (default 9092, or a free one)")
+    demo.add_argument("--workdir", type=Path, default=Path(".newswatch/demo"), help="wiped and reused per run")
+
+    apply = sub.add_parser("apply", help="load a config file's topics into the running system")
+    apply.add_argument("-f", "--file", type=Path, required=True, help="YAML file with a `topics:` list")
+    config_arg(apply)
+    apply.add_argument("--bootstrap", help="broker host:port (default: config, env, or the running `up`)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: str = args.command
+    service = command if command in ("fetcher", "matcher", "notifier", "broker") else "newswatch"
+    setup_logging(service, args.log_level)
+    try:
+        return _dispatch(command, args)
+    except ConfigError as exc:
+        print(f"newswatch {command}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NewswatchError as exc:
+        log.error("%s failed: %s", command, exc)
+        print(f"newswatch {command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    if command == "broker":
+        return _broker(args.port)
+    if command == "apply":
+        return _apply(args)
+    if command == "demo":
+        from newswatch.demo.run import run_demo
+
+        stop = stop_event_on_signals()
+        logging.getLogger().setLevel(logging.WARNING)  # the demo's terminal is for alerts
+        run_demo(stop, args.workdir, broker_port=args.broker_port)
+        return 0
+    config = load_config(args.config)
+    if command == "up":
+        from newswatch.up import run_up
+
+        stop = stop_event_on_signals()
+        run_up(config, args.config or _env_config_path(), stop, broker_port=args.broker_port)
+        return 0
+    port = args.http_port if args.http_port is not None else getattr(config.http, f"{command}_port")
+    stop = stop_event_on_signals()
+    _service_runner(command)(config, port, stop)
+    return 0
+
+
+def _env_config_path() -> Path | None:
+    value = os.environ.get("NEWSWATCH_CONFIG")
+    return Path(value) if value else None
+
+
+def _broker(port: int) -> int:
+    from newswatch.shared.broker import EmbeddedBroker
+
+    stop = stop_event_on_signals()
+    broker = EmbeddedBroker(port)
+    broker.start()
+    print(f"embedded broker listening; bootstrap address: {broker.bootstrap}", flush=True)
+    print(f"use it with: NEWSWATCH_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            if not broker.running():
+                print(f"broker exited with code {broker.wait(0)}", file=sys.stderr)
+                return EXIT_ERROR
+    finally:
+        broker.stop()
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from newswatch.apply import apply_topics, resolve_bootstrap
+
+    config = load_config(args.config)
+    document = load_config(args.file, env={})
+    if not document.topics:
+        raise ConfigError(f"{args.file}: no `topics:` to apply")
+    bootstrap = resolve_bootstrap(args.bootstrap, config)
+    applied = apply_topics(bootstrap, config, document)
+    print(f"applied {len(applied)} topic(s) to {bootstrap}: {', '.join(applied)}")
+    return 0

@@ -1,0 +1,1 @@
+"""The fetcher service: polls feeds and publishes new, normalized items to ``newswatch.items``."""

@@ -1,0 +1,117 @@
+"""One HTTP fetch of a feed: conditional GET, bounded size and time, SSRF-checked.
+
+The httpx client is injected (tests pass a transport or point it at a local server);
+httpx errors are converted to FetchError subclasses here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from newswatch.fetcher.errors import BlockedError, HttpStatusError, NetworkError, TooLargeError
+from newswatch.shared.config import FetcherSettings
+from newswatch.shared.errors import BlockedAddressError
+from newswatch.shared.netguard import NetGuard
+
+
+@dataclass(frozen=True)
+class Validators:
+    """HTTP cache validators, stored independently (a server may send only one)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    status: int
+    url: str
+    body: bytes
+    content_type: str
+    validators: Validators
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+def make_client(settings: FetcherSettings, guard: NetGuard, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """The shared client; every request (redirects too) passes the SSRF guard first."""
+
+    def check(request: httpx.Request) -> None:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        guard.check(url.host, port)
+
+    return httpx.Client(
+        headers={"User-Agent": settings.user_agent, "Accept": _ACCEPT},
+        timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
+        follow_redirects=True,
+        max_redirects=settings.max_redirects,
+        limits=httpx.Limits(max_connections=settings.concurrency * 2, max_keepalive_connections=settings.concurrency),
+        event_hooks={"request": [check]},
+        transport=transport,
+    )
+
+
+_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+
+
+def fetch(
+    client: httpx.Client,
+    url: str,
+    validators: Validators,
+    settings: FetcherSettings,
+    clock: Callable[[], float] = time.monotonic,
+) -> FetchResult:
+    """GET ``url`` conditionally; the body is capped after decompression and in total time."""
+    headers = {}
+    if validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
+    deadline = clock() + settings.timeout
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                return FetchResult(304, str(response.url), b"", "", validators)
+            if response.status_code >= 400:
+                raise HttpStatusError(f"HTTP {response.status_code} from {url}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > settings.max_body_bytes:
+                raise TooLargeError(f"{url}: Content-Length {declared} exceeds {settings.max_body_bytes} bytes")
+            chunks = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > settings.max_body_bytes:
+                    raise TooLargeError(f"{url}: body exceeds {settings.max_body_bytes} bytes")
+                if clock() > deadline:
+                    raise NetworkError(f"{url}: body not received within {settings.timeout:.0f}s")
+                chunks.append(chunk)
+            new = Validators(
+                etag=response.headers.get("ETag") or validators.etag,
+                last_modified=response.headers.get("Last-Modified") or validators.last_modified,
+            )
+            return FetchResult(
+                response.status_code,
+                str(response.url),
+                b"".join(chunks),
+                response.headers.get("Content-Type", ""),
+                new,
+            )
+    except BlockedAddressError as exc:
+        raise BlockedError(f"{url}: {exc}") from exc
+    except httpx.TooManyRedirects as exc:
+        raise HttpStatusError(f"{url}: more than {settings.max_redirects} redirects") from exc
+    except httpx.HTTPError as exc:
+        host = urlsplit(url).hostname
+        raise NetworkError(f"{url}: {type(exc).__name__}: {exc or 'no detail'} (host {host})") from exc

@@ -1,0 +1,53 @@
+"""Every metric of the fetcher, declared in one place."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from newswatch import __version__
+from newswatch.shared.metrics import PipelineMetrics
+
+#: The bounded set of poll outcomes (label values of newswatch_fetcher_polls_total).
+OUTCOMES = (
+    "ok",
+    "not_modified",
+    "http_error",
+    "network_error",
+    "blocked",
+    "too_large",
+    "parse_error",
+    "publish_error",
+)
+
+
+class FetcherMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pipeline = PipelineMetrics(registry, "fetcher", __version__)
+        self.polls = Counter(
+            "newswatch_fetcher_polls_total", "Feed polls by outcome.", ["outcome"], registry=registry
+        )
+        for outcome in OUTCOMES:
+            self.polls.labels(outcome)
+        self.fetch_duration = Histogram(
+            "newswatch_fetcher_fetch_duration_seconds",
+            "Time from request start to the whole body read, per poll.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "newswatch_fetcher_bytes_total", "Feed body bytes read (after decompression).", registry=registry
+        )
+        self.items_fetched = Counter(
+            "newswatch_fetcher_items_fetched_total", "Entries found in fetched feeds.", registry=registry
+        )
+        self.items_published = Counter(
+            "newswatch_fetcher_items_published_total",
+            "New items acknowledged by Kafka on newswatch.items.",
+            registry=registry,
+        )
+        self.items_duplicate = Counter(
+            "newswatch_fetcher_items_duplicate_total",
+            "Entries dropped because they were already published.",
+            registry=registry,
+        )
+        self.feeds = Gauge("newswatch_fetcher_feeds", "Feeds scheduled for polling.", registry=registry)

@@ -1,0 +1,115 @@
+"""The matcher process: items in, matches (with the reason) out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from newswatch.matcher.evaluate import Document, evaluate
+from newswatch.matcher.metrics import MatcherMetrics
+from newswatch.matcher.topic_table import TopicTable
+from newswatch.shared.config import Config
+from newswatch.shared.contract import ALL_TOPICS, ITEMS, MATCHES, Item, Match, decode, encode
+from newswatch.shared.errors import ContractError
+from newswatch.shared.health import Health
+from newswatch.shared.http_server import ObservabilityServer
+from newswatch.shared.kafka_io import (
+    ConsumerLoop,
+    Publisher,
+    Record,
+    dlq_record,
+    ensure_topics,
+    make_consumer,
+    producer_factory,
+)
+
+log = logging.getLogger(__name__)
+GROUP_ID = "newswatch-matcher"
+
+
+class ItemHandler:
+    """Processes one ``newswatch.items`` record: decode, evaluate, publish matches."""
+
+    def __init__(
+        self,
+        table: TopicTable,
+        publisher: Publisher,
+        metrics: MatcherMetrics,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._table = table
+        self._publisher = publisher
+        self._metrics = metrics
+        self._now = now
+
+    def __call__(self, message: Any) -> None:
+        try:
+            item = decode(Item, message.value)
+        except ContractError as exc:
+            self._publisher.publish([dlq_record(message, exc, "matcher")])
+            self._metrics.pipeline.dlq.labels(ITEMS, "decode").inc()
+            log.warning("undecodable item sent to the DLQ", extra={"offset": message.offset, "error": str(exc)})
+            return
+        started = time.perf_counter()
+        doc = Document.from_item(item)
+        matches = []
+        for topic in self._table.topics:
+            reason = evaluate(topic.query, doc)
+            if reason is not None:
+                matches.append(Match(topic_id=topic.id, query=topic.query.source, item=item, reason=reason,
+                                     matched_at=self._now()))
+        self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        self._metrics.items_evaluated.inc()
+        if matches:
+            self._publisher.publish([Record(MATCHES, m.topic_id, encode(m)) for m in matches])
+            self._metrics.items_matched.inc()
+            self._metrics.matches.inc(len(matches))
+            log.info("item matched", extra={"item_id": item.item_id, "topics": [m.topic_id for m in matches]})
+
+
+def run(config: Config, http_port: int, stop: threading.Event) -> None:
+    registry = CollectorRegistry()
+    metrics = MatcherMetrics(registry)
+    health = Health()
+    server = ObservabilityServer(config.http.host, http_port, registry, health)
+    server.start()
+    log.info("matcher starting", extra={"http_port": server.port})
+    bootstrap = config.require_bootstrap()
+    publisher = Publisher(
+        producer_factory(bootstrap, config.kafka, "newswatch-matcher"), metrics.pipeline, config.kafka.send_timeout
+    )
+    table_consumer = items_consumer = None
+    try:
+        health.set_not_ready("creating Kafka topics")
+        ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
+        table_consumer = make_consumer(bootstrap, config.kafka, None, "newswatch-matcher-topics")
+        table = TopicTable(table_consumer, metrics)
+        health.set_not_ready("loading topics")
+        table.assign(stop)
+        table.catch_up(stop)
+        if not len(table.topics):
+            log.warning("no topics loaded yet; load some with `newswatch apply -f CONFIG.yaml`")
+        items_consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-matcher")
+        items_consumer.subscribe([ITEMS])
+        loop = ConsumerLoop(items_consumer, ItemHandler(table, publisher, metrics), metrics.pipeline)
+        health.set_not_ready("joining consumer group")
+        while not stop.is_set():
+            table.poll(0)
+            loop.run_once()
+            health.beat()
+            if items_consumer.assignment():
+                health.set_ready()
+    finally:
+        health.set_not_ready("stopping")
+        for consumer in (items_consumer, table_consumer):
+            if consumer is not None:
+                consumer.close()
+        publisher.close()
+        server.stop()
+        log.info("matcher stopped")

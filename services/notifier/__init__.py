@@ -1,0 +1,1 @@
+"""The notifier service: routes matches to subscriptions and delivers each alert once."""

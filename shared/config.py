@@ -1,0 +1,285 @@
+"""The newswatch configuration: one YAML file plus ``NEWSWATCH_*`` environment overrides.
+
+It is validated once at start-up into frozen objects; every service reads the same file,
+so a deployment has one place to look. A bad value fails with the file, the key path and
+what was expected, because an operator reading a crash loop has nothing else to go on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from newswatch.shared.durations import parse_duration
+from newswatch.shared.errors import ConfigError
+
+CONFIG_ENV = "NEWSWATCH_CONFIG"
+ENV_PREFIX = "NEWSWATCH_"
+#: NEWSWATCH_* variables that are not config keys (read by the CLI or the runtime).
+RESERVED_ENV = frozenset({"NEWSWATCH_CONFIG", "NEWSWATCH_LOG_LEVEL", "NEWSWATCH_BROKER_BIN"})
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+    return value
+
+
+HttpUrlText = Annotated[str, BeforeValidator(lambda v: _check_http_url(str(v).strip()))]
+
+
+class _Frozen(BaseModel):
+    """Config objects are immutable and reject unknown keys (typos fail loudly)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; absent: up/demo start the embedded broker"
+    )
+    partitions: int = Field(default=3, ge=1, le=1024, description="partitions of each topic created")
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=60_000)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000, le=300_000)
+    send_timeout: Duration = Field(default=30.0, gt=0, description="how long to wait for a send ack")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            if not re.fullmatch(r"[A-Za-z0-9.\-_\[\]:]+:\d{1,5}", server.strip()):
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> Self:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
+
+
+class HttpSettings(_Frozen):
+    host: str = Field(default="127.0.0.1", description="address the /metrics and health server binds")
+    fetcher_port: int = Field(default=9301, ge=0, le=65535)
+    matcher_port: int = Field(default=9302, ge=0, le=65535)
+    notifier_port: int = Field(default=9303, ge=0, le=65535)
+
+
+class FeedConfig(_Frozen):
+    url: HttpUrlText
+    interval: Duration = Field(default=300.0, ge=1.0, description="how often the feed is polled")
+
+
+class TopicConfig(_Frozen):
+    id: str = Field(pattern=ID_PATTERN)
+    query: str = Field(min_length=1, max_length=4096)
+
+
+class SubscriptionConfig(_Frozen):
+    id: str = Field(pattern=ID_PATTERN)
+    topics: tuple[Annotated[str, Field(pattern=ID_PATTERN)], ...] = Field(min_length=1)
+    to: HttpUrlText = Field(description="http(s) URL: the alert is POSTed there as JSON")
+
+
+class FetcherSettings(_Frozen):
+    concurrency: int = Field(default=8, ge=1, le=512, description="feeds fetched at the same time")
+    timeout: Duration = Field(default=20.0, gt=0, description="total time allowed for one fetch")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="after decompression")
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch; feed monitor)"
+    seen_per_feed: int = Field(default=5000, ge=100, description="item ids remembered per feed")
+
+
+class NotifierSettings(_Frozen):
+    timeout: Duration = Field(default=10.0, gt=0, description="per webhook request")
+    max_attempts: int = Field(default=5, ge=1, le=50, description="deliveries tried before the DLQ")
+    retry_backoff: Duration = Field(default=1.0, ge=0, description="first retry delay, doubled per try")
+    retry_backoff_max: Duration = Field(default=30.0, ge=0)
+
+
+class Config(_Frozen):
+    kafka: KafkaSettings = KafkaSettings()
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
+        default=(), description="private/loopback networks that feeds and webhooks may target"
+    )
+    state_dir: Path = Field(default=Path(".newswatch"), description="where services keep local state")
+    http: HttpSettings = HttpSettings()
+    fetcher: FetcherSettings = FetcherSettings()
+    notifier: NotifierSettings = NotifierSettings()
+    feeds: tuple[FeedConfig, ...] = ()
+    topics: tuple[TopicConfig, ...] = ()
+    subscriptions: tuple[SubscriptionConfig, ...] = ()
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            out = []
+            for item in value:
+                try:
+                    out.append(ipaddress.ip_network(str(item).strip(), strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"expected a network such as 127.0.0.0/8, got {item!r}") from exc
+            return tuple(out)
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        _unique("feeds", [f.url for f in self.feeds], "url")
+        _unique("topics", [t.id for t in self.topics], "id")
+        _unique("subscriptions", [s.id for s in self.subscriptions], "id")
+        known = {t.id for t in self.topics}
+        for sub in self.subscriptions:
+            missing = [t for t in sub.topics if t not in known]
+            if missing:
+                raise ValueError(
+                    f"subscription {sub.id!r} refers to unknown topic(s) {missing}; "
+                    f"defined topics: {sorted(known) or 'none'}"
+                )
+        return self
+
+    def require_bootstrap(self) -> str:
+        """The broker address, or a ConfigError saying how to set it (services need one)."""
+        if not self.kafka.bootstrap:
+            raise ConfigError(
+                "kafka.bootstrap is not set: set it in the config file or NEWSWATCH_KAFKA_BOOTSTRAP "
+                "(`newswatch up` and `newswatch demo` start an embedded broker instead)"
+            )
+        return self.kafka.bootstrap
+
+
+def _unique(section: str, values: list[str], key: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{section}: duplicate {key} {value!r}")
+        seen.add(value)
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Map ``NEWSWATCH_SECTION_KEY`` variables to config key paths.
+
+    Returns {env name: (key path, raw value)}. Unknown ``NEWSWATCH_*`` names are an
+    error: a misspelt override that silently does nothing is worse than a crash.
+    """
+    paths: dict[str, tuple[str, ...]] = {}
+    for name, field in Config.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub in annotation.model_fields:
+                paths[f"{ENV_PREFIX}{name}_{sub}".upper()] = (name, sub)
+        elif name not in ("feeds", "topics", "subscriptions"):
+            paths[f"{ENV_PREFIX}{name}".upper()] = (name,)
+    found: dict[str, tuple[tuple[str, ...], str]] = {}
+    unknown = []
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV:
+            continue
+        if var in paths:
+            found[var] = (paths[var], value)
+        else:
+            unknown.append(var)
+    if unknown:
+        raise ConfigError(
+            f"unknown environment setting(s) {sorted(unknown)}; known: {sorted(paths) + sorted(RESERVED_ENV)}"
+        )
+    return found
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = part
+        else:
+            out += f".{part}"
+    return out or "(top level)"
+
+
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, merge and validate the configuration once.
+
+    ``path`` falls back to ``NEWSWATCH_CONFIG``; with neither, only defaults and env apply.
+    """
+    env = os.environ if env is None else env
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        data = _read_yaml(Path(path))
+    overrides = env_overrides(env)
+    by_path: dict[tuple[str, ...], str] = {}
+    for var, (keys, value) in overrides.items():
+        target = data
+        for key in keys[:-1]:
+            existing = target.get(key)
+            if existing is None:
+                existing = {}
+            elif not isinstance(existing, dict):
+                raise ConfigError(f"{source}: {key}: expected a mapping (overridden by {var})")
+            target[key] = existing = dict(existing)
+            target = existing
+        target[keys[-1]] = value
+        by_path[keys] = var
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            str_loc = tuple(str(p) for p in loc)
+            origin = f"environment {by_path[str_loc]}" if str_loc in by_path else source
+            message = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+            lines.append(f"{origin}: {_format_loc(loc)}: {message}{shown}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc

@@ -1,0 +1,131 @@
+"""The Kafka contract between the services: topic names, keys and versioned JSON payloads.
+
+Every payload carries ``v`` (the major schema version). Readers accept their own major
+version and ignore fields they do not know, so a producer may add fields without a
+coordinated upgrade; a new major version is a breaking change and goes to the DLQ of a
+reader that does not know it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from newswatch.shared.errors import ContractError
+
+ITEMS = "newswatch.items"
+"""Normalized feed items. Key: item_id. Producer: fetcher. Consumer: matcher."""
+MATCHES = "newswatch.matches"
+"""An item matched a watch topic. Key: topic_id. Producer: matcher. Consumer: notifier."""
+TOPICS = "newswatch.topics"
+"""Watch topic definitions (value = TopicDefinition) or deletions (tombstone). Key: topic_id."""
+ALERTS = "newswatch.alerts"
+"""Every alert delivered to a subscriber. Key: subscription_id. Producer: notifier."""
+DLQ = "newswatch.dlq"
+"""Poison messages, with the error in headers. Key: the original key."""
+
+ALL_TOPICS = (ITEMS, MATCHES, TOPICS, ALERTS, DLQ)
+#: Topics whose latest value per key is the state (compacted on Apache Kafka).
+COMPACTED_TOPICS = frozenset({TOPICS})
+
+#: Header names of records on the DLQ.
+DLQ_HEADERS = ("error", "error_type", "source_topic", "source_partition", "source_offset", "service")
+
+
+class _Payload(BaseModel):
+    """Base of every payload: immutable, tolerant of unknown (newer) fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    VERSION: ClassVar[int] = 1
+    v: int = 1
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    feed_url: str
+    feed_title: str = ""
+    host: str = ""
+
+
+class Item(_Payload):
+    """A normalized feed entry as published on ``newswatch.items``."""
+
+    item_id: str = Field(min_length=8, max_length=128)
+    url: str = ""
+    title: str = ""
+    summary: str = ""
+    published: datetime | None = None
+    fetched_at: datetime
+    guid: str = ""
+    source: Source
+
+
+class MatchReason(BaseModel):
+    """Why an item matched: the query words and the item words that satisfied them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    terms: dict[str, list[str]] = Field(default_factory=dict)
+    snippet: str = ""
+
+
+class Match(_Payload):
+    """An item matched a topic; carries the whole item so the notifier needs no lookup."""
+
+    topic_id: str
+    query: str
+    item: Item
+    reason: MatchReason
+    matched_at: datetime
+
+
+class TopicDefinition(_Payload):
+    """A watch topic as published on ``newswatch.topics``."""
+
+    id: str
+    query: str
+    updated_at: datetime
+
+
+class Alert(_Payload):
+    """An alert that was delivered, as published on ``newswatch.alerts``."""
+
+    alert_id: str
+    subscription_id: str
+    channel: Literal["webhook"] = "webhook"
+    topic_id: str
+    query: str
+    item: Item
+    reason: MatchReason
+    delivered_at: datetime
+
+
+P = TypeVar("P", bound=_Payload)
+
+
+def encode(payload: _Payload) -> bytes:
+    """Serialize a payload to compact JSON bytes."""
+    return payload.model_dump_json(exclude_none=False).encode("utf-8")
+
+
+def decode(model: type[P], raw: bytes | None) -> P:
+    """Parse and validate ``raw`` as ``model``, or raise ContractError saying what is wrong."""
+    if raw is None:
+        raise ContractError(f"{model.__name__}: empty value (tombstone) where a payload was expected")
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"{model.__name__}: not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError(f"{model.__name__}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("v")
+    if version != model.VERSION:
+        raise ContractError(f"{model.__name__}: unsupported schema version v={version!r}, expected {model.VERSION}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ContractError(f"{model.__name__}: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc

@@ -1,0 +1,48 @@
+"""Human durations (``90s``, ``5m``, ``1h30m``) as used in the config file."""
+
+from __future__ import annotations
+
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str | float) -> float:
+    """Return seconds for ``text``; plain numbers are seconds.
+
+    Raises ValueError with the accepted forms, because this message reaches the user
+    verbatim through config validation.
+    """
+    if isinstance(text, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h30m")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        cleaned = text.strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+            seconds = float(cleaned)
+        else:
+            pos = 0
+            seconds = 0.0
+            for match in _PART.finditer(cleaned):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+                pos = match.end()
+            if pos != len(cleaned) or not cleaned:
+                raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {text!r}")
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of parse_duration for display (``300`` → ``5m``)."""
+    if seconds and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds}s"

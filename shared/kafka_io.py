@@ -1,0 +1,334 @@
+"""Kafka I/O with the guarantees the pipeline relies on.
+
+- ``Publisher``: every send future is checked; a failed send closes and rebuilds the
+  producer (an idempotent producer can stay broken after a broker restart while
+  ``flush()`` says nothing), then retries a bounded number of times.
+- ``ConsumerLoop``: at-least-once. An offset is committed only after the handler's effect
+  is done; a transient failure seeks the partition back to the failed record.
+- ``ensure_topics``: idempotent creation of the contract topics at start-up.
+
+kafka-python errors are converted to newswatch errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from newswatch.shared.config import KafkaSettings
+from newswatch.shared.contract import COMPACTED_TOPICS, DLQ
+from newswatch.shared.errors import KafkaUnavailableError, NewswatchError, PublishError
+from newswatch.shared.metrics import PipelineMetrics
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record to publish."""
+
+    topic: str
+    key: str | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+class ProducerLike(Protocol):
+    def send(self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers) -> Any: ...
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+def producer_factory(bootstrap: str, settings: KafkaSettings, client_id: str) -> Callable[[], ProducerLike]:
+    """A factory so Publisher can rebuild its producer; injected for tests."""
+
+    def build() -> ProducerLike:
+        try:
+            producer: ProducerLike = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id=client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                request_timeout_ms=settings.request_timeout_ms,
+                max_block_ms=int(settings.send_timeout * 1000),
+                delivery_timeout_ms=max(int(settings.send_timeout * 1000), settings.request_timeout_ms + 5),
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot create Kafka producer for {bootstrap}: {exc}") from exc
+        return producer
+
+    return build
+
+
+class Publisher:
+    """Sends records and waits for every acknowledgement.
+
+    Thread-safe: the fetcher publishes from several scheduler threads.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], ProducerLike],
+        metrics: PipelineMetrics,
+        send_timeout: float,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._factory = factory
+        self._metrics = metrics
+        self._send_timeout = send_timeout
+        self._attempts = attempts
+        self._backoff = backoff
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._producer: ProducerLike | None = None
+
+    def _current(self) -> ProducerLike:
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._factory()
+            return self._producer
+
+    def _rebuild(self, broken: ProducerLike) -> None:
+        with self._lock:
+            if self._producer is not broken:
+                return  # another thread already replaced it
+            self._producer = None
+        self._metrics.producer_rebuilds.inc()
+        try:
+            broken.close(timeout=1)
+        except Exception:  # noqa: BLE001 - closing a broken producer may fail in any way
+            log.debug("closing broken producer failed", exc_info=True)
+
+    def publish(self, records: Sequence[Record]) -> None:
+        """Publish all records or raise PublishError; on return each one was acknowledged."""
+        pending = list(records)
+        last_error = ""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                producer = self._current()
+            except KafkaUnavailableError as exc:
+                last_error = str(exc)
+            else:
+                pending, last_error = self._send_batch(producer, pending)
+                if not pending:
+                    return
+                self._rebuild(producer)
+            if attempt < self._attempts:
+                self._sleep(self._backoff * 2 ** (attempt - 1))
+        raise PublishError(f"{len(pending)} record(s) not acknowledged after {self._attempts} attempts: {last_error}")
+
+    def _send_batch(self, producer: ProducerLike, records: list[Record]) -> tuple[list[Record], str]:
+        futures = []
+        failed: list[Record] = []
+        error = ""
+        for record in records:
+            try:
+                fut = producer.send(
+                    record.topic,
+                    key=record.key.encode("utf-8") if record.key is not None else None,
+                    value=record.value,
+                    headers=record.headers,
+                )
+            except KafkaError as exc:
+                failed.append(record)
+                error = f"{type(exc).__name__}: {exc}"
+                self._metrics.publish_errors.labels(record.topic).inc()
+                continue
+            futures.append((record, fut))
+        for record, fut in futures:
+            try:
+                fut.get(timeout=self._send_timeout)
+            except KafkaError as exc:
+                failed.append(record)
+                error = f"{type(exc).__name__}: {exc}"
+                self._metrics.publish_errors.labels(record.topic).inc()
+            else:
+                self._metrics.published.labels(record.topic).inc()
+        return failed, error
+
+    def close(self) -> None:
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=5)
+            except KafkaError:
+                log.warning("producer close failed", exc_info=True)
+
+
+def ensure_topics(bootstrap: str, settings: KafkaSettings, topics: Iterable[str], deadline_s: float = 60.0) -> None:
+    """Create the contract topics if missing; retried until ``deadline_s`` (broker may be starting)."""
+    wanted = list(topics)
+    end = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap.split(","),
+                client_id="newswatch-admin",
+                request_timeout_ms=settings.request_timeout_ms,
+            )
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.5)
+            continue
+        try:
+            existing = set(admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                new = [
+                    NewTopic(
+                        name,
+                        settings.partitions,
+                        settings.replication_factor,
+                        topic_configs={"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {},
+                    )
+                    for name in missing
+                ]
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # created concurrently by another service
+                log.info("created Kafka topics", extra={"topics": missing})
+            return
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.5)
+        finally:
+            admin.close()
+    raise KafkaUnavailableError(f"could not create topics {wanted} on {bootstrap} within {deadline_s:.0f}s: {last}")
+
+
+def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None, client_id: str) -> Any:
+    """A consumer that never auto-commits: offsets are committed by ConsumerLoop after the work."""
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+            max_poll_records=200,
+        )
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot create Kafka consumer for {bootstrap}: {exc}") from exc
+
+
+def dlq_record(message: Any, error: Exception, service: str) -> Record:
+    """The DLQ copy of a consumed message: original key and value, error in headers."""
+    headers: Headers = [
+        ("error", str(error)[:2000].encode("utf-8")),
+        ("error_type", type(error).__name__.encode("utf-8")),
+        ("source_topic", str(message.topic).encode("utf-8")),
+        ("source_partition", str(message.partition).encode("utf-8")),
+        ("source_offset", str(message.offset).encode("utf-8")),
+        ("service", service.encode("utf-8")),
+    ]
+    key = message.key.decode("utf-8", "replace") if message.key is not None else None
+    return Record(DLQ, key, message.value, headers)
+
+
+class ConsumerLoop:
+    """Polls a group consumer and hands each record to ``handler`` in partition order.
+
+    ``handler`` must finish the record's effect (publish, deliver, or dead-letter it)
+    before returning; only then is its offset committed. If it raises, the partition is
+    rewound to that record and retried after a backoff: nothing is skipped.
+    """
+
+    def __init__(
+        self,
+        consumer: Any,
+        handler: Callable[[Any], None],
+        metrics: PipelineMetrics,
+        poll_timeout_ms: int = 500,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._consumer = consumer
+        self._handler = handler
+        self._metrics = metrics
+        self._poll_timeout_ms = poll_timeout_ms
+        self._retry_backoff = retry_backoff
+        self._retry_backoff_max = retry_backoff_max
+        self._sleep = sleep
+        self._failures = 0
+        self.last_poll = 0.0
+
+    def run_once(self) -> int:
+        """One poll → process → commit cycle. Returns the number of records processed."""
+        try:
+            batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"poll failed: {exc}") from exc
+        self.last_poll = time.monotonic()
+        done: dict[TopicPartition, int] = {}
+        failed = False
+        for tp, messages in batch.items():
+            for message in messages:
+                try:
+                    self._handler(message)
+                except Exception as exc:  # noqa: BLE001 - anything here must not skip the record
+                    failed = True
+                    self._metrics.processing_retries.labels(tp.topic).inc()
+                    level = logging.WARNING if isinstance(exc, NewswatchError) else logging.ERROR
+                    log.log(
+                        level,
+                        "processing failed, will retry the record",
+                        exc_info=not isinstance(exc, NewswatchError),
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": message.offset,
+                               "error": str(exc)},
+                    )
+                    self._consumer.seek(tp, message.offset)
+                    break
+                done[tp] = message.offset + 1
+                self._metrics.consumed.labels(tp.topic).inc()
+        if done:
+            self._commit(done)
+        self._update_lag()
+        if failed:
+            self._failures += 1
+            self._sleep(min(self._retry_backoff * 2 ** (self._failures - 1), self._retry_backoff_max))
+        else:
+            self._failures = 0
+        return sum(len(m) for m in batch.values())
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(off, None, -1) for tp, off in offsets.items()})
+        except KafkaError as exc:
+            # At-least-once: the records will be redelivered; downstream dedups them.
+            self._metrics.commit_errors.inc()
+            log.warning("offset commit failed; records will be processed again", extra={"error": str(exc)})
+
+    def _update_lag(self) -> None:
+        lag: dict[str, int] = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=100)
+            except KafkaError:
+                continue
+            if position is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
+        for topic, value in lag.items():
+            self._metrics.consumer_lag.labels(topic).set(value)
