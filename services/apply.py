@@ -51,11 +51,16 @@ def apply_topics(bootstrap: str, config: Config, topics: Config) -> list[str]:
             raise ConfigError(f"topics[{index}] ({topic.id}): query: {exc}") from exc
     ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
     metrics = PipelineMetrics(CollectorRegistry(), "apply", __version__)
-    publisher = Publisher(producer_factory(bootstrap, config.kafka, "newswatch-apply"), metrics, config.kafka.send_timeout)
+    publisher = Publisher(
+        producer_factory(bootstrap, config.kafka, "newswatch-apply"), metrics, config.kafka.send_timeout
+    )
     now = datetime.now(UTC)
     try:
         publisher.publish(
-            [Record(TOPICS, t.id, encode(TopicDefinition(id=t.id, query=t.query, updated_at=now))) for t in topics.topics]
+            [
+                Record(TOPICS, t.id, encode(TopicDefinition(id=t.id, query=t.query, updated_at=now)))
+                for t in topics.topics
+            ]
         )
     finally:
         publisher.close()

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"newswatch {__version__}")
     parser.add_argument(
-        "--log-level", default=os.environ.get("NEWSWATCH_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR"
+        "--log-level",
+        default=os.environ.get("NEWSWATCH_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -61,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=f"run the {name} service: {what}")
         config_arg(p)
-        p.add_argument("--http-port", type=int, help="port for /metrics, /healthz, /readyz (default from config)")
+        p.add_argument(
+            "--http-port", type=int, help="port for /metrics, /healthz, /readyz (default from config)"
+        )
 
     up = sub.add_parser("up", help="run the whole pipeline: embedded broker (unless configured) + 3 services")
     config_arg(up)
@@ -69,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run `up` with local demo feeds and print alerts here")
     demo.add_argument("--broker-port", type=int, help="embedded broker port (default 9092, or a free one)")
-    demo.add_argument("--workdir", type=Path, default=Path(".newswatch/demo"), help="wiped and reused per run")
+    demo.add_argument(
+        "--workdir", type=Path, default=Path(".newswatch/demo"), help="wiped and reused per run"
+    )
 
     apply = sub.add_parser("apply", help="load a config file's topics into the running system")
     apply.add_argument("-f", "--file", type=Path, required=True, help="YAML file with a `topics:` list")

@@ -90,7 +90,12 @@ class Supervisor:
                 child.restart_at = now + delay
                 log.error(
                     "service exited; restarting",
-                    extra={"child": child.name, "exit_code": code, "restart_in_s": delay, "restarts": child.restarts},
+                    extra={
+                        "child": child.name,
+                        "exit_code": code,
+                        "restart_in_s": delay,
+                        "restarts": child.restarts,
+                    },
                 )
             elif now >= child.restart_at:
                 child.restarts += 1

@@ -61,8 +61,11 @@ def run_up(
         applied = apply_topics(bootstrap, config, config)
         announce(f"topics applied: {', '.join(applied) or 'none'}")
         env = child_env({"NEWSWATCH_KAFKA_BOOTSTRAP": bootstrap, **(extra_env or {})})
-        ports = {"fetcher": config.http.fetcher_port, "matcher": config.http.matcher_port,
-                 "notifier": config.http.notifier_port}
+        ports = {
+            "fetcher": config.http.fetcher_port,
+            "matcher": config.http.matcher_port,
+            "notifier": config.http.notifier_port,
+        }
         children = []
         for name in SERVICES:
             args = python_module_command(name, "--http-port", str(ports[name]))
@@ -70,7 +73,9 @@ def run_up(
                 args += ["--config", str(config_path)]
             children.append(Child(name, args, env))
         supervisor = Supervisor(children, log_dir=log_dir, broker=broker)
-        announce("services: " + ", ".join(f"{n} http://{config.http.host}:{ports[n]}/metrics" for n in SERVICES))
+        announce(
+            "services: " + ", ".join(f"{n} http://{config.http.host}:{ports[n]}/metrics" for n in SERVICES)
+        )
         supervisor.run(stop)
     finally:
         if supervisor is not None:

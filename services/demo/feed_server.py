@@ -15,6 +15,8 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
+from newswatch.demo.content import FEEDS
+
 
 @dataclass(frozen=True)
 class FeedEntry:
@@ -73,7 +75,7 @@ class FeedServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
@@ -112,13 +114,13 @@ class FeedServer:
 
 def demo_entries(base_url: str, now: datetime) -> dict[str, tuple[str, list[FeedEntry]]]:
     """The demo items as feeds, dated relative to ``now``."""
-    from newswatch.demo.content import FEEDS
-
     return {
         path: (
             title,
             [
-                FeedEntry(i.guid, i.title, i.summary, f"{base_url}/{i.path}", now - timedelta(minutes=i.minutes_ago))
+                FeedEntry(
+                    i.guid, i.title, i.summary, f"{base_url}/{i.path}", now - timedelta(minutes=i.minutes_ago)
+                )
                 for i in items
             ],
         )

@@ -25,13 +25,18 @@ def demo_config(feed_base: str, hook_url: str, state_dir: Path) -> dict[str, Any
         "allow_networks": ["127.0.0.0/8"],
         "state_dir": str(state_dir),
         "http": {"fetcher_port": free_port(), "matcher_port": free_port(), "notifier_port": free_port()},
-        "feeds": [{"url": f"{feed_base}{path}", "interval": "30s"} for path in ("/world.xml", "/tech.xml", "/sport.xml")],
+        "feeds": [
+            {"url": f"{feed_base}{path}", "interval": "30s"}
+            for path in ("/world.xml", "/tech.xml", "/sport.xml")
+        ],
         "topics": [{"id": "nk-ukraine", "query": DEMO_QUERY}],
         "subscriptions": [{"id": "demo", "topics": ["nk-ukraine"], "to": hook_url}],
     }
 
 
-def run_demo(stop: threading.Event, workdir: Path, broker_port: int | None = None, out: TextIO = sys.stdout) -> None:
+def run_demo(
+    stop: threading.Event, workdir: Path, broker_port: int | None = None, out: TextIO = sys.stdout
+) -> None:
     """Run until ``stop``; ``workdir`` is wiped first so every demo starts fresh."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -51,7 +56,9 @@ def run_demo(stop: threading.Event, workdir: Path, broker_port: int | None = Non
         feeds.set_feed(path, title, entries)
     receiver = WebhookReceiver(on_alert).start()
     config_path = workdir / "newswatch-demo.yaml"
-    config_path.write_text(yaml.safe_dump(demo_config(feeds.base_url, receiver.url, workdir / "state"), sort_keys=False))
+    config_path.write_text(
+        yaml.safe_dump(demo_config(feeds.base_url, receiver.url, workdir / "state"), sort_keys=False)
+    )
     config = load_config(config_path)
     say(f"newswatch demo: feeds at {feeds.base_url}, alerts go to {receiver.url}")
     say(f"watching topic nk-ukraine: {DEMO_QUERY!r}")

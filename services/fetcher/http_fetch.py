@@ -40,7 +40,9 @@ class FetchResult:
         return self.status == 304
 
 
-def make_client(settings: FetcherSettings, guard: NetGuard, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def make_client(
+    settings: FetcherSettings, guard: NetGuard, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
     """The shared client; every request (redirects too) passes the SSRF guard first."""
 
     def check(request: httpx.Request) -> None:
@@ -53,7 +55,9 @@ def make_client(settings: FetcherSettings, guard: NetGuard, transport: httpx.Bas
         timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
         follow_redirects=True,
         max_redirects=settings.max_redirects,
-        limits=httpx.Limits(max_connections=settings.concurrency * 2, max_keepalive_connections=settings.concurrency),
+        limits=httpx.Limits(
+            max_connections=settings.concurrency * 2, max_keepalive_connections=settings.concurrency
+        ),
         event_hooks={"request": [check]},
         transport=transport,
     )
@@ -87,7 +91,9 @@ def fetch(
                 raise HttpStatusError(f"HTTP {response.status_code} from {url}")
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > settings.max_body_bytes:
-                raise TooLargeError(f"{url}: Content-Length {declared} exceeds {settings.max_body_bytes} bytes")
+                raise TooLargeError(
+                    f"{url}: Content-Length {declared} exceeds {settings.max_body_bytes} bytes"
+                )
             chunks = []
             size = 0
             for chunk in response.iter_bytes():

@@ -18,7 +18,9 @@ _SPACE = re.compile(r"\s+")
 
 class _TextExtractor(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
-    _BLOCK = frozenset({"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "blockquote"})
+    _BLOCK = frozenset(
+        {"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "blockquote"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -54,7 +56,9 @@ def plain_text(value: str) -> str:
 
 def item_id_for(feed_url: str, entry: Any) -> str:
     """Stable id: the entry's guid, else its link, else its title and date, within its feed."""
-    identity = entry.get("id") or entry.get("link") or f"{entry.get('title', '')}|{entry.get('published', '')}"
+    identity = (
+        entry.get("id") or entry.get("link") or f"{entry.get('title', '')}|{entry.get('published', '')}"
+    )
     return hashlib.sha256(f"{feed_url}\x00{identity}".encode()).hexdigest()[:32]
 
 
@@ -81,5 +85,7 @@ def normalize_entry(entry: Any, feed_url: str, feed_title: str, fetched_at: date
         published=_when(entry),
         fetched_at=fetched_at,
         guid=str(entry.get("id", "")),
-        source=Source(feed_url=feed_url, feed_title=plain_text(feed_title), host=urlsplit(feed_url).hostname or ""),
+        source=Source(
+            feed_url=feed_url, feed_title=plain_text(feed_title), host=urlsplit(feed_url).hostname or ""
+        ),
     )

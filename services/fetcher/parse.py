@@ -40,5 +40,9 @@ def parse_feed(body: bytes, content_type: str, url: str) -> ParsedFeed:
     if not version and not result.entries:
         reason = result.get("bozo_exception")
         kind = "an HTML page" if "html" in content_type.lower() else "not a recognised feed"
-        raise ParseError(f"{url}: {kind} (content-type {content_type or 'none'}){f': {reason}' if reason else ''}")
-    return ParsedFeed(title=str(feed.get("title", "")), link=str(feed.get("link", "")), entries=list(result.entries))
+        raise ParseError(
+            f"{url}: {kind} (content-type {content_type or 'none'}){f': {reason}' if reason else ''}"
+        )
+    return ParsedFeed(
+        title=str(feed.get("title", "")), link=str(feed.get("link", "")), entries=list(result.entries)
+    )

@@ -20,7 +20,7 @@ from newswatch.fetcher.normalize import normalize_entry
 from newswatch.fetcher.parse import parse_feed
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
-from newswatch.shared.contract import ITEMS, encode
+from newswatch.shared.contract import ITEMS, Item, encode
 from newswatch.shared.errors import PublishError
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, Record
@@ -58,9 +58,13 @@ class FeedPoller:
         except PublishError as exc:
             outcome = "publish_error"
             self._health.set_not_ready(f"kafka: {exc}")
-            log.error("publishing items failed; will retry on the next poll", extra={"feed": url, "error": str(exc)})
+            log.error(
+                "publishing items failed; will retry on the next poll", extra={"feed": url, "error": str(exc)}
+            )
         self._metrics.polls.labels(outcome).inc()
-        log.debug("polled", extra={"feed": url, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)})
+        log.debug(
+            "polled", extra={"feed": url, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)}
+        )
         return outcome
 
     def _poll(self, url: str) -> str:
@@ -72,7 +76,7 @@ class FeedPoller:
         self._metrics.bytes.inc(len(result.body))
         parsed = parse_feed(result.body, result.content_type, result.url)
         fetched_at = self._now()
-        items = {}
+        items: dict[str, Item] = {}
         for entry in parsed.entries:
             item = normalize_entry(entry, url, parsed.title, fetched_at)
             items.setdefault(item.item_id, item)

@@ -36,7 +36,9 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     bootstrap = config.require_bootstrap()
     store = FetcherStore(config.state_dir / "fetcher.sqlite3", config.fetcher.seen_per_feed)
     publisher = Publisher(
-        producer_factory(bootstrap, config.kafka, "newswatch-fetcher"), metrics.pipeline, config.kafka.send_timeout
+        producer_factory(bootstrap, config.kafka, "newswatch-fetcher"),
+        metrics.pipeline,
+        config.kafka.send_timeout,
     )
     client = make_client(config.fetcher, NetGuard(config.allow_networks))
     scheduler = BackgroundScheduler(

@@ -49,7 +49,9 @@ class FetcherStore:
 
     def validators(self, url: str) -> Validators:
         with self._lock:
-            row = self._db.execute("SELECT etag, last_modified FROM feed_state WHERE url = ?", (url,)).fetchone()
+            row = self._db.execute(
+                "SELECT etag, last_modified FROM feed_state WHERE url = ?", (url,)
+            ).fetchone()
         return Validators(*row) if row else Validators()
 
     def save_validators(self, url: str, validators: Validators) -> None:
@@ -93,7 +95,9 @@ class FetcherStore:
 
     def seen_count(self, feed_url: str) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM seen WHERE feed_url = ?", (feed_url,)).fetchone()[0])
+            return int(
+                self._db.execute("SELECT count(*) FROM seen WHERE feed_url = ?", (feed_url,)).fetchone()[0]
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -37,13 +37,17 @@ def compile_query(source: str) -> Query:
     reserved = _RESERVED_CHARS.search(source)
     if reserved:
         raise QueryError(
-            source, reserved.start(), f"{reserved.group(0)!r} is query syntax this version does not support; use plain words"
+            source,
+            reserved.start(),
+            f"{reserved.group(0)!r} is query syntax this version does not support; use plain words",
         )
     terms: list[Term] = []
     for match in re.finditer(r"\S+", source):
         raw = match.group(0)
         if raw in _RESERVED_WORDS or _NEAR.match(raw):
-            raise QueryError(source, match.start(), f"operator {raw} is not supported in this version; use plain words")
+            raise QueryError(
+                source, match.start(), f"operator {raw} is not supported in this version; use plain words"
+            )
         if raw.startswith("-") and len(raw) > 1:
             raise QueryError(source, match.start(), "negation (-word) is not supported in this version")
         for token in tokenize(raw):

@@ -54,7 +54,9 @@ class ItemHandler:
         except ContractError as exc:
             self._publisher.publish([dlq_record(message, exc, "matcher")])
             self._metrics.pipeline.dlq.labels(ITEMS, "decode").inc()
-            log.warning("undecodable item sent to the DLQ", extra={"offset": message.offset, "error": str(exc)})
+            log.warning(
+                "undecodable item sent to the DLQ", extra={"offset": message.offset, "error": str(exc)}
+            )
             return
         started = time.perf_counter()
         doc = Document.from_item(item)
@@ -62,8 +64,15 @@ class ItemHandler:
         for topic in self._table.topics:
             reason = evaluate(topic.query, doc)
             if reason is not None:
-                matches.append(Match(topic_id=topic.id, query=topic.query.source, item=item, reason=reason,
-                                     matched_at=self._now()))
+                matches.append(
+                    Match(
+                        topic_id=topic.id,
+                        query=topic.query.source,
+                        item=item,
+                        reason=reason,
+                        matched_at=self._now(),
+                    )
+                )
         self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
         self._metrics.items_evaluated.inc()
         if matches:
@@ -82,7 +91,9 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     log.info("matcher starting", extra={"http_port": server.port})
     bootstrap = config.require_bootstrap()
     publisher = Publisher(
-        producer_factory(bootstrap, config.kafka, "newswatch-matcher"), metrics.pipeline, config.kafka.send_timeout
+        producer_factory(bootstrap, config.kafka, "newswatch-matcher"),
+        metrics.pipeline,
+        config.kafka.send_timeout,
     )
     table_consumer = items_consumer = None
     try:
@@ -97,7 +108,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             log.warning("no topics loaded yet; load some with `newswatch apply -f CONFIG.yaml`")
         items_consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-matcher")
         items_consumer.subscribe([ITEMS])
-        loop = ConsumerLoop(items_consumer, ItemHandler(table, publisher, metrics), metrics.pipeline)
+        loop = ConsumerLoop(items_consumer, ItemHandler(table, publisher, metrics), metrics.pipeline, sleep=stop.wait)
         health.set_not_ready("joining consumer group")
         while not stop.is_set():
             table.poll(0)

@@ -86,7 +86,9 @@ class TopicTable:
             return topics
         except QueryError as exc:
             self._metrics.topic_errors.labels("compile").inc()
-            log.error("topic rejected; the previous version stays", extra={"topic_id": topic_id, "error": str(exc)})
+            log.error(
+                "topic rejected; the previous version stays", extra={"topic_id": topic_id, "error": str(exc)}
+            )
             return topics
         if updated is not topics:
             log.info("topic loaded", extra={"topic_id": definition.id, "query": definition.query})

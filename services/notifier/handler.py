@@ -68,7 +68,9 @@ class MatchHandler:
         except ContractError as exc:
             self._publisher.publish([dlq_record(message, exc, "notifier")])
             self._metrics.pipeline.dlq.labels(MATCHES, "decode").inc()
-            log.warning("undecodable match sent to the DLQ", extra={"offset": message.offset, "error": str(exc)})
+            log.warning(
+                "undecodable match sent to the DLQ", extra={"offset": message.offset, "error": str(exc)}
+            )
             return
         self._metrics.matches_received.inc()
         for sub in self._routes.get(match.topic_id, ()):
@@ -82,13 +84,27 @@ class MatchHandler:
         body = webhook_payload(alert_id, sub.id, match, self._now())
         error = self._post_with_retries(sub.to, alert_id, body)
         if error is None:
-            alert = Alert(alert_id=alert_id, subscription_id=sub.id, topic_id=match.topic_id, query=match.query,
-                          item=match.item, reason=match.reason, delivered_at=self._now())
+            alert = Alert(
+                alert_id=alert_id,
+                subscription_id=sub.id,
+                topic_id=match.topic_id,
+                query=match.query,
+                item=match.item,
+                reason=match.reason,
+                delivered_at=self._now(),
+            )
             self._publisher.publish([Record(ALERTS, sub.id, encode(alert))])
             self._store.record(sub.id, match.item.item_id, alert_id, match.topic_id, "delivered")
             self._metrics.alerts_sent.labels("webhook").inc()
-            log.info("alert delivered", extra={"subscription": sub.id, "topic_id": match.topic_id,
-                                               "alert_id": alert_id, "title": match.item.title})
+            log.info(
+                "alert delivered",
+                extra={
+                    "subscription": sub.id,
+                    "topic_id": match.topic_id,
+                    "alert_id": alert_id,
+                    "title": match.item.title,
+                },
+            )
             return
         record = dlq_record(message, error, "notifier")
         record.headers.append(("subscription_id", sub.id.encode()))
@@ -96,7 +112,9 @@ class MatchHandler:
         self._store.record(sub.id, match.item.item_id, alert_id, match.topic_id, "dead-lettered")
         self._metrics.alerts_failed.labels("webhook", error.reason).inc()
         self._metrics.pipeline.dlq.labels(MATCHES, "delivery").inc()
-        log.error("alert dead-lettered", extra={"subscription": sub.id, "alert_id": alert_id, "error": str(error)})
+        log.error(
+            "alert dead-lettered", extra={"subscription": sub.id, "alert_id": alert_id, "error": str(error)}
+        )
 
     def _post_with_retries(self, url: str, alert_id: str, body: dict[str, Any]) -> DeliveryError | None:
         delay = self._settings.retry_backoff
@@ -106,8 +124,15 @@ class MatchHandler:
                 post_webhook(self._client, url, alert_id, body)
             except DeliveryError as exc:
                 self._metrics.attempts_failed.labels("webhook", exc.reason).inc()
-                log.warning("delivery attempt failed", extra={"alert_id": alert_id, "attempt": attempt,
-                                                              "permanent": exc.permanent, "error": str(exc)})
+                log.warning(
+                    "delivery attempt failed",
+                    extra={
+                        "alert_id": alert_id,
+                        "attempt": attempt,
+                        "permanent": exc.permanent,
+                        "error": str(exc),
+                    },
+                )
                 if exc.permanent or attempt == self._settings.max_attempts:
                     return exc
                 if self._stop.wait(delay):

@@ -15,10 +15,15 @@ class NotifierMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.pipeline = PipelineMetrics(registry, "notifier", __version__)
         self.matches_received = Counter(
-            "newswatch_notifier_matches_received_total", "Matches read from newswatch.matches.", registry=registry
+            "newswatch_notifier_matches_received_total",
+            "Matches read from newswatch.matches.",
+            registry=registry,
         )
         self.alerts_sent = Counter(
-            "newswatch_notifier_alerts_sent_total", "Alerts delivered, by channel.", ["channel"], registry=registry
+            "newswatch_notifier_alerts_sent_total",
+            "Alerts delivered, by channel.",
+            ["channel"],
+            registry=registry,
         )
         self.alerts_failed = Counter(
             "newswatch_notifier_alerts_failed_total",

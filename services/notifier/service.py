@@ -25,14 +25,20 @@ GROUP_ID = "newswatch-notifier"
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
     registry = CollectorRegistry()
     metrics = NotifierMetrics(registry)
-    health = Health(stall_after=max(60.0, config.notifier.retry_backoff_max * config.notifier.max_attempts * 2))
+    health = Health(
+        stall_after=max(60.0, config.notifier.retry_backoff_max * config.notifier.max_attempts * 2)
+    )
     server = ObservabilityServer(config.http.host, http_port, registry, health)
     server.start()
-    log.info("notifier starting", extra={"http_port": server.port, "subscriptions": len(config.subscriptions)})
+    log.info(
+        "notifier starting", extra={"http_port": server.port, "subscriptions": len(config.subscriptions)}
+    )
     bootstrap = config.require_bootstrap()
     store = DeliveryStore(config.state_dir / "notifier.sqlite3")
     publisher = Publisher(
-        producer_factory(bootstrap, config.kafka, "newswatch-notifier"), metrics.pipeline, config.kafka.send_timeout
+        producer_factory(bootstrap, config.kafka, "newswatch-notifier"),
+        metrics.pipeline,
+        config.kafka.send_timeout,
     )
     client = make_client(config.notifier.timeout, NetGuard(config.allow_networks), config.fetcher.user_agent)
     consumer = None

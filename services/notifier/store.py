@@ -44,7 +44,8 @@ class DeliveryStore:
         """True once this pair was delivered or dead-lettered."""
         with self._lock:
             row = self._db.execute(
-                "SELECT 1 FROM deliveries WHERE subscription_id = ? AND item_id = ?", (subscription_id, item_id)
+                "SELECT 1 FROM deliveries WHERE subscription_id = ? AND item_id = ?",
+                (subscription_id, item_id),
             ).fetchone()
         return row is not None
 

@@ -29,7 +29,11 @@ def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: 
             "url": item.url,
             "summary": item.summary,
             "published": item.published.isoformat() if item.published else None,
-            "source": {"feed_url": item.source.feed_url, "title": item.source.feed_title, "host": item.source.host},
+            "source": {
+                "feed_url": item.source.feed_url,
+                "title": item.source.feed_title,
+                "host": item.source.host,
+            },
         },
         "why": {"terms": match.reason.terms, "snippet": match.reason.snippet},
         "sent_at": sent_at.isoformat(),
