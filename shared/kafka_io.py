@@ -33,6 +33,8 @@ from newswatch.shared.metrics import PipelineMetrics
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+#: kafka-python's default (30 s) would leave a service idle that long after a broker restart.
+RECONNECT_BACKOFF_MAX_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def producer_factory(bootstrap: str, settings: KafkaSettings, client_id: str) ->
                 request_timeout_ms=settings.request_timeout_ms,
                 max_block_ms=int(settings.send_timeout * 1000),
                 delivery_timeout_ms=max(int(settings.send_timeout * 1000), settings.request_timeout_ms + 5),
+                bootstrap_timeout_ms=int(settings.send_timeout * 1000),
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"cannot create Kafka producer for {bootstrap}: {exc}") from exc
@@ -185,6 +189,7 @@ def ensure_topics(
                 bootstrap_servers=bootstrap.split(","),
                 client_id="newswatch-admin",
                 request_timeout_ms=settings.request_timeout_ms,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
         except KafkaError as exc:
             last = exc
@@ -230,6 +235,7 @@ def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
             max_poll_records=200,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
     except KafkaError as exc:
         raise KafkaUnavailableError(f"cannot create Kafka consumer for {bootstrap}: {exc}") from exc

@@ -7,8 +7,10 @@ document that declares any is refused before feedparser sees it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
@@ -31,8 +33,48 @@ def refuse_entity_declarations(body: bytes) -> None:
         raise ParseError("document declares DTD entities (refused: entity-expansion attacks)")
 
 
+def _json_date(value: object) -> Any:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).utctimetuple()
+
+
+def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
+    """JSON Feed 1.0/1.1 (feedparser 6.0 reads only XML), mapped to feedparser's entry keys."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f"{url}: invalid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not str(data.get("version", "")).startswith("https://jsonfeed.org/version/"):
+        raise ParseError(f"{url}: JSON document is not a JSON Feed (no jsonfeed.org version)")
+    raw_items = data.get("items")
+    if not isinstance(raw_items, list):
+        raise ParseError(f"{url}: JSON Feed without an items list")
+    entries = []
+    for raw in raw_items:
+        if not isinstance(raw, dict):
+            continue
+        entry = feedparser.FeedParserDict()
+        entry["id"] = str(raw.get("id", "") or "")
+        entry["link"] = str(raw.get("url", "") or "")
+        entry["title"] = str(raw.get("title", "") or "")
+        entry["summary"] = str(raw.get("summary") or raw.get("content_text") or raw.get("content_html") or "")
+        entry["published_parsed"] = _json_date(raw.get("date_published"))
+        entry["updated_parsed"] = _json_date(raw.get("date_modified"))
+        entries.append(entry)
+    return ParsedFeed(title=str(data.get("title", "")), link=str(data.get("home_page_url", "")), entries=entries)
+
+
 def parse_feed(body: bytes, content_type: str, url: str) -> ParsedFeed:
     """Parse RSS/Atom/RDF/JSON Feed bytes; raise ParseError for non-feeds."""
+    if body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return parse_json_feed(body, url)
     refuse_entity_declarations(body)
     result = feedparser.parse(body, response_headers={"content-type": content_type, "content-location": url})
     version = result.get("version", "")

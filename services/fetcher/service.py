@@ -27,13 +27,13 @@ log = logging.getLogger(__name__)
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
     """Run until ``stop`` is set; in-flight polls finish before returning."""
+    bootstrap = config.require_bootstrap()  # fail before opening anything
     registry = CollectorRegistry()
     metrics = FetcherMetrics(registry)
     health = Health()
     server = ObservabilityServer(config.http.host, http_port, registry, health)
     server.start()
     log.info("fetcher starting", extra={"http_port": server.port, "feeds": len(config.feeds)})
-    bootstrap = config.require_bootstrap()
     store = FetcherStore(config.state_dir / "fetcher.sqlite3", config.fetcher.seen_per_feed)
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-fetcher"),

@@ -56,4 +56,4 @@ def compile_query(source: str) -> Query:
                 terms.append(term)
     if not terms:
         raise QueryError(source, 0, "expected at least one word")
-    return Query(source.strip(), tuple(terms))
+    return Query(" ".join(source.split()), tuple(terms))

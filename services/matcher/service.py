@@ -83,13 +83,13 @@ class ItemHandler:
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
+    bootstrap = config.require_bootstrap()  # fail before opening anything
     registry = CollectorRegistry()
     metrics = MatcherMetrics(registry)
     health = Health()
     server = ObservabilityServer(config.http.host, http_port, registry, health)
     server.start()
     log.info("matcher starting", extra={"http_port": server.port})
-    bootstrap = config.require_bootstrap()
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-matcher"),
         metrics.pipeline,

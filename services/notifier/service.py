@@ -23,6 +23,7 @@ GROUP_ID = "newswatch-notifier"
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
+    bootstrap = config.require_bootstrap()  # fail before opening anything
     registry = CollectorRegistry()
     metrics = NotifierMetrics(registry)
     health = Health(
@@ -33,7 +34,6 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     log.info(
         "notifier starting", extra={"http_port": server.port, "subscriptions": len(config.subscriptions)}
     )
-    bootstrap = config.require_bootstrap()
     store = DeliveryStore(config.state_dir / "notifier.sqlite3")
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-notifier"),

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import gzip
+import ipaddress
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from newswatch.fetcher.errors import BlockedError, HttpStatusError, ParseError, TooLargeError
+from newswatch.fetcher.http_fetch import Validators, fetch, make_client
+from newswatch.fetcher.normalize import item_id_for, normalize_entry, plain_text
+from newswatch.fetcher.parse import parse_feed
+from newswatch.fetcher.state import FetcherStore
+from newswatch.shared.config import FetcherSettings
+from newswatch.shared.netguard import NetGuard
+from tests.support.http import Reply, serve
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>T &amp; Co</title><link>http://x/</link>
+<item><title>A &lt;b&gt;bold&lt;/b&gt; title</title><link>http://x/a</link><guid>g1</guid>
+<pubDate>Tue, 24 Nov 2026 10:00:00 +0100</pubDate><description>&lt;p&gt;First&amp;nbsp;para&lt;/p&gt;&lt;p&gt;Second &amp;amp; last&lt;/p&gt;</description></item>
+<item><title>No guid</title><link>http://x/b</link></item>
+</channel></rss>"""
+
+
+def test_plain_text_strips_html_and_decodes_entities() -> None:
+    assert plain_text("<p>Hello&nbsp;<b>world</b></p><script>evil()</script>\n\n  again &amp; again") == (
+        "Hello world again & again"
+    )
+    assert plain_text("plain   text") == "plain text"
+
+
+def test_parse_and_normalize_rss() -> None:
+    parsed = parse_feed(RSS, "application/rss+xml", "http://x/feed")
+    assert parsed.title == "T & Co"
+    fetched = datetime(2026, 11, 25, tzinfo=UTC)
+    items = [normalize_entry(e, "http://x/feed", parsed.title, fetched) for e in parsed.entries]
+    assert items[0].title == "A bold title"
+    assert items[0].summary == "First para Second & last"
+    assert items[0].published == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert items[0].source.host == "x"
+    assert items[1].published is None
+    assert len({i.item_id for i in items}) == 2
+
+
+def test_item_id_is_stable_and_scoped_to_the_feed() -> None:
+    entry = feedparser.FeedParserDict(id="g1", link="http://x/a")
+    assert item_id_for("http://f/1", entry) == item_id_for("http://f/1", feedparser.FeedParserDict(id="g1"))
+    assert item_id_for("http://f/1", entry) != item_id_for("http://f/2", entry)
+
+
+def test_entity_declarations_are_refused_before_parsing() -> None:
+    laughs = b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><rss/>'
+    with pytest.raises(ParseError, match="declares DTD entities"):
+        parse_feed(laughs, "application/xml", "http://x/")
+    with pytest.raises(ParseError, match="declares DTD entities"):
+        parse_feed(laughs.decode().encode("utf-16"), "application/xml", "http://x/")
+
+
+def test_html_page_is_a_clear_error() -> None:
+    with pytest.raises(ParseError, match="an HTML page"):
+        parse_feed(b"<html><body><p>Hello</p></body></html>", "text/html; charset=utf-8", "http://x/")
+
+
+def test_json_feed_is_parsed() -> None:
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [{"id": "1", "title": "Hi", "content_text": "x"}]}'
+    parsed = parse_feed(body, "application/feed+json", "http://x/")
+    assert parsed.title == "J" and parsed.entries[0]["title"] == "Hi"
+
+
+def settings(**kw: object) -> FetcherSettings:
+    return FetcherSettings(timeout=5, **kw)  # type: ignore[arg-type]
+
+
+def test_conditional_get_sends_validators_independently() -> None:
+    def feed(headers: dict[str, str]) -> Reply:
+        if headers.get("if-none-match") == '"v1"':
+            return Reply(304)
+        return Reply(200, RSS, {"ETag": '"v1"', "Content-Type": "application/rss+xml"})
+
+    def dated(headers: dict[str, str]) -> Reply:
+        if headers.get("if-modified-since") == "Tue, 24 Nov 2026 10:00:00 GMT":
+            return Reply(304)
+        return Reply(200, RSS, {"Last-Modified": "Tue, 24 Nov 2026 10:00:00 GMT"})
+
+    with serve({"/feed": feed, "/dated": dated}) as (base, seen):
+        client = make_client(settings(), NetGuard(LOOPBACK))
+        first = fetch(client, f"{base}/feed", Validators(), settings())
+        assert first.status == 200 and first.validators == Validators(etag='"v1"')
+        assert fetch(client, f"{base}/feed", first.validators, settings()).not_modified
+        dated_first = fetch(client, f"{base}/dated", Validators(), settings())
+        assert dated_first.validators == Validators(last_modified="Tue, 24 Nov 2026 10:00:00 GMT")
+        assert fetch(client, f"{base}/dated", dated_first.validators, settings()).not_modified
+        assert "if-modified-since" not in seen[1][1] and "if-none-match" not in seen[3][1]
+        assert "newswatch" in seen[0][1]["user-agent"]
+
+
+def test_body_cap_applies_after_decompression() -> None:
+    bomb = gzip.compress(b"<" * (5 * 1024 * 1024))
+    with serve({"/bomb": lambda _h: Reply(200, bomb, {"Content-Encoding": "gzip"})}) as (base, _):
+        client = make_client(settings(max_body_bytes=1024 * 1024), NetGuard(LOOPBACK))
+        assert len(bomb) < 1024 * 1024
+        with pytest.raises(TooLargeError, match="exceeds 1048576 bytes"):
+            fetch(client, f"{base}/bomb", Validators(), settings(max_body_bytes=1024 * 1024))
+
+
+def test_http_errors_and_ssrf_guard() -> None:
+    with serve({"/redirect": lambda _h: Reply(302, b"", {"Location": "http://127.0.0.2:9/x"})}) as (base, _):
+        client = make_client(settings(), NetGuard(LOOPBACK))
+        with pytest.raises(HttpStatusError, match="HTTP 404"):
+            fetch(client, f"{base}/missing", Validators(), settings())
+        guarded = make_client(settings(), NetGuard([]))
+        with pytest.raises(BlockedError, match="not a public address"):
+            fetch(guarded, f"{base}/redirect", Validators(), settings())
+        only_first = make_client(settings(), NetGuard([ipaddress.ip_network("127.0.0.1/32")]))
+        with pytest.raises(BlockedError, match="127.0.0.2"):  # the redirect target is checked too
+            fetch(only_first, f"{base}/redirect", Validators(), settings())
+
+
+def test_store_remembers_seen_items_and_validators_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "fetcher.sqlite3"
+    store = FetcherStore(path, keep_per_feed=100)
+    assert store.unseen("f", ["a", "b"]) == {"a", "b"}
+    store.mark_seen("f", ["a"])
+    store.save_validators("f", Validators(etag='"e"'))
+    store.close()
+    reopened = FetcherStore(path, keep_per_feed=100)
+    assert reopened.unseen("f", ["a", "b"]) == {"b"}
+    assert reopened.unseen("other", ["a"]) == {"a"}
+    assert reopened.validators("f") == Validators(etag='"e"')
+    reopened.close()
+
+
+def test_seen_set_is_bounded_per_feed(tmp_path: Path) -> None:
+    clock = iter(range(1000))
+    store = FetcherStore(tmp_path / "s.sqlite3", keep_per_feed=100, clock=lambda: float(next(clock)))
+    for i in range(150):
+        store.mark_seen("f", [f"id{i}"])
+    assert store.seen_count("f") == 100
+    assert store.unseen("f", ["id0", "id149"]) == {"id0"}
+    store.close()
+
+
+def test_json_feed_dates_and_errors() -> None:
+    body = b'{"version": "https://jsonfeed.org/version/1", "items": [{"id": "1", "date_published": "2026-11-24T10:00:00+01:00"}]}'
+    entry = parse_feed(body, "application/json", "http://x/").entries[0]
+    item = normalize_entry(entry, "http://x/", "", datetime(2026, 11, 25, tzinfo=UTC))
+    assert item.published == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    with pytest.raises(ParseError, match="not a JSON Feed"):
+        parse_feed(b'{"hello": 1}', "application/json", "http://x/")
+    with pytest.raises(ParseError, match="invalid JSON"):
+        parse_feed(b"{oops", "application/json", "http://x/")
