@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -96,5 +97,6 @@ class EmbeddedBroker:
             return None
 
     def stop(self) -> None:
+        # tansu drains for ~5 s on SIGTERM but stops at once on SIGINT; it keeps nothing to flush.
         if self._proc is not None:
-            terminate(self._proc, grace=5.0)
+            terminate(self._proc, grace=5.0, first=signal.SIGINT)

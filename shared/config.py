@@ -280,6 +280,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             origin = f"environment {by_path[str_loc]}" if str_loc in by_path else source
             message = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+            plain = isinstance(got, dict | list) or got is None or "got " in message
+            shown = "" if plain else f" (got {got!r})"
             lines.append(f"{origin}: {_format_loc(loc)}: {message}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc

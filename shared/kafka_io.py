@@ -112,10 +112,7 @@ class Publisher:
                 return  # another thread already replaced it
             self._producer = None
         self._metrics.producer_rebuilds.inc()
-        try:
-            broken.close(timeout=1)
-        except Exception:
-            log.debug("closing broken producer failed", exc_info=True)
+        _close_producer(broken, timeout=1)
 
     def publish(self, records: Sequence[Record]) -> None:
         """Publish all records or raise PublishError; on return each one was acknowledged."""
@@ -170,10 +167,25 @@ class Publisher:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=5)
-            except KafkaError:
-                log.warning("producer close failed", exc_info=True)
+            _close_producer(producer, timeout=5)
+
+
+def _close_producer(producer: ProducerLike, timeout: float) -> None:
+    """Close a producer, even one whose records cannot be delivered.
+
+    kafka-python 3.0's ``close()`` flushes first and raises when records are still pending,
+    before it stops its sender thread; the object then raises again from ``__del__``. So
+    after a failed close the sender is force-closed and the producer marked closed.
+    """
+    try:
+        producer.close(timeout=timeout)
+    except KafkaError:
+        log.warning("producer closed with undelivered records (they were reported as failed)")
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        if hasattr(producer, "_closed"):
+            producer._closed = True  # see docstring
 
 
 def ensure_topics(

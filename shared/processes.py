@@ -46,11 +46,13 @@ def spawn(
     )
 
 
-def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the exit code."""
+def terminate(
+    proc: subprocess.Popen[bytes], grace: float = 10.0, first: signal.Signals = signal.SIGTERM
+) -> int | None:
+    """Send ``first`` (SIGTERM), wait up to ``grace`` seconds, then SIGKILL. Returns the exit code."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(first)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:

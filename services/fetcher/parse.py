@@ -51,7 +51,9 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ParseError(f"{url}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not str(data.get("version", "")).startswith("https://jsonfeed.org/version/"):
+    if not isinstance(data, dict) or not str(data.get("version", "")).startswith(
+        "https://jsonfeed.org/version/"
+    ):
         raise ParseError(f"{url}: JSON document is not a JSON Feed (no jsonfeed.org version)")
     raw_items = data.get("items")
     if not isinstance(raw_items, list):
@@ -68,7 +70,9 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         entry["published_parsed"] = _json_date(raw.get("date_published"))
         entry["updated_parsed"] = _json_date(raw.get("date_modified"))
         entries.append(entry)
-    return ParsedFeed(title=str(data.get("title", "")), link=str(data.get("home_page_url", "")), entries=entries)
+    return ParsedFeed(
+        title=str(data.get("title", "")), link=str(data.get("home_page_url", "")), entries=entries
+    )
 
 
 def parse_feed(body: bytes, content_type: str, url: str) -> ParsedFeed:

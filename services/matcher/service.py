@@ -95,12 +95,12 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         metrics.pipeline,
         config.kafka.send_timeout,
     )
-    table_consumer = items_consumer = None
+    table: TopicTable | None = None
+    items_consumer = None
     try:
         health.set_not_ready("creating Kafka topics")
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
-        table_consumer = make_consumer(bootstrap, config.kafka, None, "newswatch-matcher-topics")
-        table = TopicTable(table_consumer, metrics)
+        table = TopicTable(make_consumer(bootstrap, config.kafka, None, "newswatch-matcher-topics"), metrics)
         health.set_not_ready("loading topics")
         table.assign(stop)
         table.catch_up(stop)
@@ -108,7 +108,9 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             log.warning("no topics loaded yet; load some with `newswatch apply -f CONFIG.yaml`")
         items_consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-matcher")
         items_consumer.subscribe([ITEMS])
-        loop = ConsumerLoop(items_consumer, ItemHandler(table, publisher, metrics), metrics.pipeline, sleep=stop.wait)
+        loop = ConsumerLoop(
+            items_consumer, ItemHandler(table, publisher, metrics), metrics.pipeline, sleep=stop.wait
+        )
         health.set_not_ready("joining consumer group")
         while not stop.is_set():
             table.poll(0)
@@ -118,9 +120,10 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
                 health.set_ready()
     finally:
         health.set_not_ready("stopping")
-        for consumer in (items_consumer, table_consumer):
-            if consumer is not None:
-                consumer.close()
+        if items_consumer is not None:
+            items_consumer.close()
+        if table is not None:
+            table.close()
         publisher.close()
         server.stop()
         log.info("matcher stopped")

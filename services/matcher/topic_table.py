@@ -58,6 +58,9 @@ class TopicTable:
         if not stop.is_set():
             raise KafkaUnavailableError(f"could not read {TOPICS} to its end within {timeout:.0f}s")
 
+    def close(self) -> None:
+        self._consumer.close()
+
     def poll(self, timeout_ms: int = 0) -> None:
         try:
             batch = self._consumer.poll(timeout_ms=timeout_ms)

@@ -80,7 +80,11 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def kafka_values(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000, group_id=None
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        group_id=None,
     )
     try:
         return [json.loads(m.value) for m in consumer]
@@ -97,7 +101,10 @@ def test_pipeline_end_to_end(
         "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "allow_networks": ["127.0.0.0/8"],
         "state_dir": str(tmp_path / "state"),
-        "feeds": [{"url": f"{feeds.base_url}{p}", "interval": "1s"} for p in ("/world.xml", "/tech.xml", "/sport.xml")],
+        "feeds": [
+            {"url": f"{feeds.base_url}{p}", "interval": "1s"}
+            for p in ("/world.xml", "/tech.xml", "/sport.xml")
+        ],
         "topics": [
             {"id": "nk-ukraine", "query": "North Korea Ukraine deployment"},
             {"id": "volcano", "query": "volcano eruption Iceland"},
@@ -137,7 +144,11 @@ def test_pipeline_end_to_end(
             procs[name].start()
         metrics = {n: f"http://127.0.0.1:{p}/metrics" for n, p in ports.items()}
         wait_for(lambda: http_ok(f"http://127.0.0.1:{ports['notifier']}/readyz"), 60, what="notifier ready")
-        wait_for(lambda: metric_value(metrics["fetcher"], "newswatch_fetcher_polls_total") >= 6, 60, what="re-polls")
+        wait_for(
+            lambda: metric_value(metrics["fetcher"], "newswatch_fetcher_polls_total") >= 6,
+            60,
+            what="re-polls",
+        )
         # A fresh matching item acts as a barrier: once it is alerted, everything before it was processed.
         feeds.add_entry(
             "/world.xml",
@@ -160,7 +171,9 @@ def test_pipeline_end_to_end(
         extra.write_text(yaml.safe_dump({"topics": [{"id": "heatwave", "query": "heatwave Europe record"}]}))
         applied = run_cli("apply", "-f", str(extra), env=full_env)
         assert applied.returncode == 0, applied.stderr
-        wait_for(lambda: metric_value(metrics["matcher"], "newswatch_matcher_topics") >= 3, 30, what="topic loaded")
+        wait_for(
+            lambda: metric_value(metrics["matcher"], "newswatch_matcher_topics") >= 3, 30, what="topic loaded"
+        )
         feeds.add_entry(
             "/world.xml",
             FeedEntry(
@@ -183,9 +196,10 @@ def test_pipeline_end_to_end(
         assert metric_value(metrics["fetcher"], "newswatch_fetcher_items_published_total") >= 1
         assert metric_value(metrics["matcher"], "newswatch_matcher_items_matched_total") >= 2
         assert metric_value(metrics["notifier"], "newswatch_notifier_alerts_sent_total") >= 1
-        assert 'newswatch_notifier_alerts_failed_total{channel="webhook",reason="http_5xx"} 0.0' in httpx.get(
-            metrics["notifier"]
-        ).text
+        assert (
+            'newswatch_notifier_alerts_failed_total{channel="webhook",reason="http_5xx"} 0.0'
+            in httpx.get(metrics["notifier"]).text
+        )
     except BaseException:
         for proc in procs.values():
             print(f"--- {proc.name} log ---\n{proc.log_tail()}")

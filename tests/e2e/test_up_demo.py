@@ -70,13 +70,23 @@ def test_up_uses_configured_broker_restarts_crashed_service_and_stops_cleanly(
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
     log = (tmp_path / "up.log").open("wb")
-    up = spawn([sys.executable, "-m", "newswatch", "up", "--config", str(config_path)], env=env, stdout=log, stderr=log)
+    up = spawn(
+        [sys.executable, "-m", "newswatch", "up", "--config", str(config_path)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
         wait_for(lambda: alerts, 90, what="an alert through `up`")
         tree = descendants(up.pid)
         commands = [cmdline(p) for p in tree]
         assert not any("tansu" in c for c in commands), "up must not start a broker when one is configured"
-        services = {name: p for p in tree for name in ("fetcher", "matcher", "notifier") if f"newswatch {name}" in cmdline(p)}
+        services = {
+            name: p
+            for p in tree
+            for name in ("fetcher", "matcher", "notifier")
+            if f"newswatch {name}" in cmdline(p)
+        }
         assert set(services) == {"fetcher", "matcher", "notifier"}, commands
         assert f"using Kafka at {broker.bootstrap}" in (tmp_path / "up.log").read_text()
 
@@ -90,7 +100,11 @@ def test_up_uses_configured_broker_restarts_crashed_service_and_stops_cleanly(
             return None
 
         wait_for(new_matcher, 30, what="the matcher to be restarted")
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{ports['matcher_port']}/readyz"), 60, what="matcher ready again")
+        wait_for(
+            lambda: http_ok(f"http://127.0.0.1:{ports['matcher_port']}/readyz"),
+            60,
+            what="matcher ready again",
+        )
         assert "service exited; restarting" in (tmp_path / "up.log").read_text()
 
         tree = descendants(up.pid)
@@ -110,7 +124,10 @@ def test_demo_prints_the_north_korea_alert_and_leaves_no_process(tmp_path: Path)
     out = out_path.open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
     demo = spawn(
-        [sys.executable, "-m", "newswatch", "demo", "--workdir", str(tmp_path / "demo")], env=env, stdout=out, stderr=out
+        [sys.executable, "-m", "newswatch", "demo", "--workdir", str(tmp_path / "demo")],
+        env=env,
+        stdout=out,
+        stderr=out,
     )
     try:
         wait_for(lambda: "ALERT [nk-ukraine]" in out_path.read_text(), 90, what="the demo alert")

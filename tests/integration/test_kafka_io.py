@@ -12,7 +12,14 @@ from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
 from newswatch.shared.errors import PublishError
-from newswatch.shared.kafka_io import ConsumerLoop, Publisher, Record, ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import (
+    ConsumerLoop,
+    Publisher,
+    Record,
+    ensure_topics,
+    make_consumer,
+    producer_factory,
+)
 from newswatch.shared.metrics import PipelineMetrics
 from tests.support.waiting import wait_for
 
@@ -24,14 +31,18 @@ def metrics() -> PipelineMetrics:
 
 
 def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500
+    )
     try:
         return list(consumer)
     finally:
         consumer.close()
 
 
-def test_ensure_topics_creates_contract_topics_idempotently(broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> None:
+def test_ensure_topics_creates_contract_topics_idempotently(
+    broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
@@ -48,7 +59,9 @@ def test_publisher_waits_for_acks_and_survives_a_broker_restart(
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, [ITEMS])
     m = metrics()
-    publisher = Publisher(producer_factory(broker.bootstrap, kafka_settings, "t"), m, send_timeout=5, backoff=0.2)
+    publisher = Publisher(
+        producer_factory(broker.bootstrap, kafka_settings, "t"), m, send_timeout=5, backoff=0.2
+    )
     publisher.publish([Record(ITEMS, f"k{i}", b"v") for i in range(5)])
     assert len(read_all(broker.bootstrap, ITEMS)) == 5
     # The embedded broker loses everything on restart; an idempotent producer stays broken.
@@ -61,11 +74,14 @@ def test_publisher_waits_for_acks_and_survives_a_broker_restart(
     publisher.close()
 
 
-def test_publisher_raises_when_nothing_is_acknowledged(broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> None:
+def test_publisher_raises_when_nothing_is_acknowledged(
+    broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, [ITEMS])
     settings = kafka_settings.model_copy(update={"send_timeout": 2.0, "request_timeout_ms": 1500})
-    publisher = Publisher(producer_factory(broker.bootstrap, settings, "t"), metrics(), send_timeout=2, attempts=2,
-                          backoff=0.1)
+    publisher = Publisher(
+        producer_factory(broker.bootstrap, settings, "t"), metrics(), send_timeout=2, attempts=2, backoff=0.1
+    )
     publisher.publish([Record(ITEMS, "a", b"1")])
     broker.stop()
     with pytest.raises(PublishError, match="not acknowledged after 2 attempts"):
@@ -102,7 +118,9 @@ def test_consumer_loop_retries_a_failed_record_and_commits_only_done_work(
     consumer = make_consumer(broker.bootstrap, kafka_settings, "g-test", "t2")
     consumer.subscribe([ITEMS])
     loop = ConsumerLoop(consumer, lambda msg: again.append(msg.value), m, poll_timeout_ms=200)
-    wait_for(lambda: loop.run_once() is not None and consumer.assignment(), 30, interval=0.01, what="assignment")
+    wait_for(
+        lambda: loop.run_once() is not None and consumer.assignment(), 30, interval=0.01, what="assignment"
+    )
     for _ in range(5):
         loop.run_once()
     assert again == []

@@ -38,7 +38,7 @@ def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[tuple[str, dict[
             self.end_headers()
             self.wfile.write(reply.body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

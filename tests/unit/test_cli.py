@@ -31,8 +31,9 @@ def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path, capsys: pytest.C
     assert str(path) in err and "kafka.partitions" in err and "valid integer" in err
 
 
-def test_service_without_broker_address_explains(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_without_broker_address_explains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NEWSWATCH_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("NEWSWATCH_CONFIG", raising=False)
     monkeypatch.setenv("NEWSWATCH_STATE_DIR", str(tmp_path))
@@ -40,7 +41,9 @@ def test_service_without_broker_address_explains(tmp_path: Path, capsys: pytest.
     assert "kafka.bootstrap is not set" in capsys.readouterr().err
 
 
-def test_apply_refuses_an_unsupported_query_before_publishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_refuses_an_unsupported_query_before_publishing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "topics.yaml"
     path.write_text('topics:\n  - id: t1\n    query: "Korea OR Ukraine"\n')
     assert main(["apply", "-f", str(path), "--bootstrap", "127.0.0.1:1"]) == 2
@@ -48,8 +51,9 @@ def test_apply_refuses_an_unsupported_query_before_publishing(tmp_path: Path, ca
     assert "topics[0] (t1): query: operator OR is not supported" in err
 
 
-def test_apply_without_topics_or_broker_explains(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_without_topics_or_broker_explains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NEWSWATCH_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.setenv("NEWSWATCH_STATE_DIR", str(tmp_path))
     empty = tmp_path / "empty.yaml"
@@ -65,10 +69,16 @@ def test_apply_without_topics_or_broker_explains(tmp_path: Path, capsys: pytest.
 def test_broker_command_prints_address_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     out = (tmp_path / "broker.out").open("wb")
-    proc = spawn([sys.executable, "-m", "newswatch", "broker", "--port", str(port)], env=dict(os.environ), stdout=out,
-                 stderr=out)
+    proc = spawn(
+        [sys.executable, "-m", "newswatch", "broker", "--port", str(port)],
+        env=dict(os.environ),
+        stdout=out,
+        stderr=out,
+    )
     try:
-        wait_for(lambda: f"127.0.0.1:{port}" in (tmp_path / "broker.out").read_text(), 30, what="bootstrap printed")
+        wait_for(
+            lambda: f"127.0.0.1:{port}" in (tmp_path / "broker.out").read_text(), 30, what="bootstrap printed"
+        )
         assert port_open("127.0.0.1", port)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=20) == 0
@@ -80,6 +90,11 @@ def test_broker_command_prints_address_and_stops_on_ctrl_c(tmp_path: Path) -> No
 
 
 def test_module_entry_point_runs() -> None:
-    result = subprocess.run([sys.executable, "-m", "newswatch", "--version"], capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "newswatch", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0 and result.stdout.startswith("newswatch ")

@@ -26,7 +26,9 @@ def item() -> Item:
 def test_round_trip_every_payload() -> None:
     it = item()
     assert decode(Item, encode(it)) == it
-    match = Match(topic_id="t", query="q", item=it, reason=MatchReason(terms={"q": ["Q"]}, snippet="s"), matched_at=NOW)
+    match = Match(
+        topic_id="t", query="q", item=it, reason=MatchReason(terms={"q": ["Q"]}, snippet="s"), matched_at=NOW
+    )
     assert decode(Match, encode(match)) == match
     topic = TopicDefinition(id="t", query="a b", updated_at=NOW)
     assert decode(TopicDefinition, encode(topic)) == topic

@@ -31,14 +31,23 @@ def matches(query: str, title: str, summary: str = "") -> bool:
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("deployment", "deployed"), ("Korea", "Korean"), ("Ukraine", "Ukrainian"), ("Russia", "Russian"),
-     ("troops", "troop"), ("Iran", "Iranian"), ("Korea's", "Korea")],
+    [
+        ("deployment", "deployed"),
+        ("Korea", "Korean"),
+        ("Ukraine", "Ukrainian"),
+        ("Russia", "Russian"),
+        ("troops", "troop"),
+        ("Iran", "Iranian"),
+        ("Korea's", "Korea"),
+    ],
 )
 def test_word_forms_meet(a: str, b: str) -> None:
     assert word_forms(a) & word_forms(b)
 
 
-@pytest.mark.parametrize(("a", "b"), [("plan", "plane"), ("war", "ward"), ("north", "south"), ("Korea", "core")])
+@pytest.mark.parametrize(
+    ("a", "b"), [("plan", "plane"), ("war", "ward"), ("north", "south"), ("Korea", "core")]
+)
 def test_word_forms_stay_apart(a: str, b: str) -> None:
     assert not word_forms(a) & word_forms(b)
 
@@ -46,10 +55,18 @@ def test_word_forms_stay_apart(a: str, b: str) -> None:
 def test_seed_scenario_matches_with_reason() -> None:
     reason = evaluate(
         compile_query("North Korea Ukraine deployment"),
-        doc("NATO alarmed", "Officials confirmed the deployment of North Korean troops in Ukraine. Other news follows."),
+        doc(
+            "NATO alarmed",
+            "Officials confirmed the deployment of North Korean troops in Ukraine. Other news follows.",
+        ),
     )
     assert reason is not None
-    assert reason.terms == {"North": ["North"], "Korea": ["Korean"], "Ukraine": ["Ukraine"], "deployment": ["deployment"]}
+    assert reason.terms == {
+        "North": ["North"],
+        "Korea": ["Korean"],
+        "Ukraine": ["Ukraine"],
+        "deployment": ["deployment"],
+    }
     assert reason.snippet == "Officials confirmed the deployment of North Korean troops in Ukraine."
 
 
@@ -60,7 +77,9 @@ def test_every_word_is_required_case_insensitively() -> None:
 
 
 def test_title_and_summary_both_count() -> None:
-    assert matches("heatwave Europe", "Heatwave breaks records", "Temperatures soared across southern Europe.")
+    assert matches(
+        "heatwave Europe", "Heatwave breaks records", "Temperatures soared across southern Europe."
+    )
 
 
 def test_long_snippet_is_cut() -> None:

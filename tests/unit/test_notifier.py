@@ -43,8 +43,14 @@ def test_payload_and_terminal_rendering() -> None:
     assert body["type"] == "newswatch.alert" and body["v"] == 1
     assert body["why"] == {"terms": {"Korea": ["Korean"]}, "snippet": "North Korean troops deployed."}
     text = format_alert(body)
-    for expected in ("ALERT [nk-ukraine]", "NATO chief worried", "source: World", "link:   http://127.0.0.1/a",
-                     "Korea → Korean", "North Korean troops deployed."):
+    for expected in (
+        "ALERT [nk-ukraine]",
+        "NATO chief worried",
+        "source: World",
+        "link:   http://127.0.0.1/a",
+        "Korea → Korean",
+        "North Korean troops deployed.",
+    ):
         assert expected in text
 
 

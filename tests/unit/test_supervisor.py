@@ -17,7 +17,9 @@ def py(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def test_crashed_child_is_restarted_with_growing_backoff(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_crashed_child_is_restarted_with_growing_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     now = [0.0]
     crashing = Child("crashy", py("import sys; sys.exit(3)"), {})
     steady = Child("steady", py("import time; time.sleep(60)"), {})
@@ -37,7 +39,11 @@ def test_crashed_child_is_restarted_with_growing_backoff(tmp_path: Path, caplog:
         assert delays == [1.0, 2.0, 4.0, 4.0]
         assert crashing.restarts == 4
         assert steady.restarts == 0
-        assert any(getattr(r, "exit_code", None) == 3 for r in caplog.records if r.msg == "service exited; restarting")
+        assert any(
+            getattr(r, "exit_code", None) == 3
+            for r in caplog.records
+            if r.msg == "service exited; restarting"
+        )
     finally:
         pids = [c.proc.pid for c in (crashing, steady) if c.proc]
         started = time.monotonic()

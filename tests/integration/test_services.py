@@ -1,0 +1,312 @@
+"""Each service's processing step against the real broker, real HTTP servers and SQLite."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from newswatch.demo.feed_server import FeedServer, demo_entries
+from newswatch.demo.receiver import WebhookReceiver
+from newswatch.fetcher.http_fetch import make_client as make_fetch_client
+from newswatch.fetcher.metrics import FetcherMetrics
+from newswatch.fetcher.poller import FeedPoller
+from newswatch.fetcher.state import FetcherStore
+from newswatch.matcher.metrics import MatcherMetrics
+from newswatch.matcher.service import ItemHandler
+from newswatch.matcher.topic_table import TopicTable
+from newswatch.notifier.handler import MatchHandler
+from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.notifier.store import DeliveryStore
+from newswatch.notifier.webhook import make_client as make_hook_client
+from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.config import FetcherSettings, KafkaSettings, NotifierSettings, SubscriptionConfig
+from newswatch.shared.contract import (
+    ALERTS,
+    ALL_TOPICS,
+    DLQ,
+    ITEMS,
+    MATCHES,
+    TOPICS,
+    Item,
+    Match,
+    MatchReason,
+    Source,
+    TopicDefinition,
+    encode,
+)
+from newswatch.shared.health import Health
+from newswatch.shared.kafka_io import (
+    ConsumerLoop,
+    Publisher,
+    Record,
+    ensure_topics,
+    make_consumer,
+    producer_factory,
+)
+from newswatch.shared.metrics import PipelineMetrics
+from newswatch.shared.netguard import NetGuard
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def records(bootstrap: str, topic: str) -> list[Any]:
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def publisher_for(broker: EmbeddedBroker, settings: KafkaSettings, metrics: PipelineMetrics) -> Publisher:
+    return Publisher(
+        producer_factory(broker.bootstrap, settings, "test"), metrics, send_timeout=5, backoff=0.1
+    )
+
+
+# --- fetcher ---------------------------------------------------------------------------
+
+
+def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
+    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    feeds = FeedServer().start()
+    title, entries = demo_entries(feeds.base_url, NOW)["/world.xml"]
+    feeds.set_feed("/world.xml", title, entries)
+    url = f"{feeds.base_url}/world.xml"
+    settings = FetcherSettings(timeout=5)
+
+    def poller(metrics: FetcherMetrics) -> tuple[FeedPoller, FetcherStore, Publisher]:
+        store = FetcherStore(tmp_path / "fetcher.sqlite3", 1000)
+        pub = Publisher(
+            producer_factory(broker.bootstrap, kafka_settings.model_copy(update={"send_timeout": 3.0}), "f"),
+            metrics.pipeline,
+            send_timeout=3,
+            attempts=2,
+            backoff=0.1,
+        )
+        client = make_fetch_client(settings, NetGuard(LOOPBACK))
+        return FeedPoller(client, store, pub, metrics, settings, Health()), store, pub
+
+    try:
+        m = FetcherMetrics(CollectorRegistry())
+        first, store, pub = poller(m)
+        assert first.poll(url) == "ok"
+        assert first.poll(url) == "not_modified"  # ETag honoured
+        store.close()
+        pub.close()
+        assert len(records(broker.bootstrap, ITEMS)) == 3
+
+        # "Restart": new store object on the same file, feed changed so the body is new.
+        feeds.add_entry(
+            "/world.xml", entries[0].__class__("new-1", "Fresh story", "Body", f"{feeds.base_url}/n", NOW)
+        )
+        m2 = FetcherMetrics(CollectorRegistry())
+        second, store, pub = poller(m2)
+        assert second.poll(url) == "ok"
+        published = [json.loads(r.value)["title"] for r in records(broker.bootstrap, ITEMS)]
+        assert published.count("Fresh story") == 1 and len(published) == 4
+        assert m2.items_duplicate._value.get() == 3
+
+        # Kafka down: the poll fails, nothing is marked seen, the next poll after recovery publishes it.
+        feeds.add_entry(
+            "/world.xml", entries[0].__class__("new-2", "Second story", "B", f"{feeds.base_url}/m", NOW)
+        )
+        broker.stop()
+        assert second.poll(url) == "publish_error"
+        broker.start()
+        ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+        assert second.poll(url) == "ok"  # validators were not saved: a full fetch, not a 304
+        titles = [json.loads(r.value)["title"] for r in records(broker.bootstrap, ITEMS)]
+        assert titles == ["Second story"]  # the restarted broker is empty; only the missed item is new
+        store.close()
+        pub.close()
+    finally:
+        feeds.stop()
+
+
+# --- matcher ---------------------------------------------------------------------------
+
+
+def item(item_id: str, title: str, summary: str = "") -> Item:
+    return Item(
+        item_id=item_id,
+        title=title,
+        summary=summary,
+        fetched_at=NOW,
+        url=f"http://127.0.0.1/{item_id}",
+        source=Source(feed_url="http://127.0.0.1/feed.xml", feed_title="Feed", host="127.0.0.1"),
+    )
+
+
+def topic_record(topic_id: str, query: str | None) -> Record:
+    value = encode(TopicDefinition(id=topic_id, query=query, updated_at=NOW)) if query is not None else None
+    return Record(TOPICS, topic_id, value)
+
+
+def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
+    broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    m = MatcherMetrics(CollectorRegistry())
+    pub = publisher_for(broker, kafka_settings, m.pipeline)
+    pub.publish(
+        [
+            topic_record("nk", "North Korea Ukraine deployment"),
+            topic_record("old", "volcano"),
+            topic_record("old", None),
+            topic_record("bad", "Korea OR Japan"),
+        ]
+    )
+    stop = threading.Event()
+    table = TopicTable(make_consumer(broker.bootstrap, kafka_settings, None, "table"), m)
+    table.assign(stop)
+    table.catch_up(stop)
+    assert {t.id for t in table.topics} == {"nk"}  # tombstone deleted "old", "bad" refused
+    assert m.topic_errors.labels("compile")._value.get() == 1
+
+    consumer = make_consumer(broker.bootstrap, kafka_settings, "matcher-test", "m")
+    consumer.subscribe([ITEMS])
+    loop = ConsumerLoop(consumer, ItemHandler(table, pub, m), m.pipeline, poll_timeout_ms=200)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer.send(ITEMS, key=b"x", value=b"{not json").get(10)
+    producer.send(
+        ITEMS, key=b"y", value=encode(item("y" * 16, "North Korean troops deployed to Ukraine"))
+    ).get(10)
+    wait_for(
+        lambda: loop.run_once() is not None and m.items_evaluated._value.get() >= 1,
+        40,
+        interval=0.01,
+        what="item evaluated",
+    )
+
+    # A topic redefined live is used for the next item; a bad redefinition keeps the old one.
+    pub.publish([topic_record("heat", "heatwave Europe"), topic_record("nk", "(broken")])
+
+    def heat_loaded() -> bool:
+        table.poll(200)
+        return table.topics.get("heat") is not None
+
+    wait_for(heat_loaded, 20, what="live topic")
+    assert table.topics.get("nk") is not None
+    producer.send(ITEMS, key=b"z", value=encode(item("z" * 16, "Heatwave grips Europe"))).get(10)
+    wait_for(
+        lambda: loop.run_once() is not None and m.items_evaluated._value.get() >= 2,
+        30,
+        interval=0.01,
+        what="second item",
+    )
+    producer.close()
+    consumer.close()
+    table.close()
+
+    matches = [json.loads(r.value) for r in records(broker.bootstrap, MATCHES)]
+    assert sorted((x["topic_id"], x["item"]["item_id"]) for x in matches) == [
+        ("heat", "z" * 16),
+        ("nk", "y" * 16),
+    ]
+    nk_match = next(x for x in matches if x["topic_id"] == "nk")
+    assert nk_match["reason"]["terms"]["deployment"] == ["deployed"]
+    dlq = records(broker.bootstrap, DLQ)
+    assert len(dlq) == 1 and dlq[0].value == b"{not json"
+    headers = {k: v.decode() for k, v in dlq[0].headers}
+    assert headers["source_topic"] == ITEMS and headers["error_type"] == "ContractError"
+    assert "not valid UTF-8 JSON" in headers["error"] and headers["service"] == "matcher"
+    pub.close()
+
+
+# --- notifier --------------------------------------------------------------------------
+
+
+def test_notifier_retries_dedups_and_dead_letters(
+    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    statuses = {"/ok": iter([500, 503, 204]), "/gone": iter([410])}
+    received: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def record(_h: dict[str, str], body: dict[str, Any]) -> None:
+        with lock:
+            received.append(body)
+
+    ok = WebhookReceiver(record, status=lambda: next(statuses["/ok"], 204)).start()
+    gone = WebhookReceiver(record, status=lambda: next(statuses["/gone"], 410)).start()
+    m = NotifierMetrics(CollectorRegistry())
+    pub = publisher_for(broker, kafka_settings, m.pipeline)
+    subs = [
+        SubscriptionConfig(id="ops", topics=("nk",), to=ok.url),
+        SubscriptionConfig(id="desk", topics=("nk", "heat"), to=ok.url),
+        SubscriptionConfig(id="broken", topics=("nk",), to=gone.url),
+    ]
+    store = DeliveryStore(tmp_path / "notifier.sqlite3")
+    stop = threading.Event()
+    handler = MatchHandler(
+        subs,
+        store,
+        pub,
+        make_hook_client(5, NetGuard(LOOPBACK), "t"),
+        m,
+        NotifierSettings(retry_backoff=0.01, max_attempts=5),
+        stop,
+    )
+    consumer = make_consumer(broker.bootstrap, kafka_settings, "notifier-test", "n")
+    consumer.subscribe([MATCHES])
+    loop = ConsumerLoop(consumer, handler, m.pipeline, poll_timeout_ms=200)
+    it = item("a" * 16, "North Korean troops deployed")
+    reason = MatchReason(terms={"Korea": ["Korean"]}, snippet="s")
+    match_nk = Match(topic_id="nk", query="q", item=it, reason=reason, matched_at=NOW)
+    match_heat = Match(topic_id="heat", query="q2", item=it, reason=reason, matched_at=NOW)
+    pub.publish(
+        [
+            Record(MATCHES, "nk", encode(match_nk)),
+            Record(MATCHES, "heat", encode(match_heat)),
+            Record(MATCHES, "nk", encode(match_nk)),
+            Record(MATCHES, "nk", b'{"v": 9}'),
+        ]
+    )
+    try:
+        wait_for(
+            lambda: (
+                loop.run_once() is not None
+                and m.matches_received._value.get() >= 3
+                and len(records(broker.bootstrap, DLQ)) >= 2
+            ),
+            60,
+            interval=0.01,
+            what="all matches handled",
+        )
+    finally:
+        consumer.close()
+        ok.stop()
+        gone.stop()
+    # ops: delivered once after two 5xx; desk: once although two topics and a repeat matched.
+    assert sorted(b["subscription"] for b in received) == ["desk", "ops"]
+    assert m.attempts_failed.labels("webhook", "http_5xx")._value.get() == 2
+    # heat→desk (already alerted), and the repeated nk match for ops, desk and broken (dead-lettered)
+    assert m.duplicates._value.get() == 4
+    assert store.count("delivered") == 2 and store.count("dead-lettered") == 1
+    alerts = [json.loads(r.value) for r in records(broker.bootstrap, ALERTS)]
+    assert sorted(a["subscription_id"] for a in alerts) == ["desk", "ops"]
+    dlq = [{k: v.decode() for k, v in r.headers} for r in records(broker.bootstrap, DLQ)]
+    reasons = sorted(h["error"] for h in dlq)
+    assert any("HTTP 410" in r for r in reasons) and any(
+        "unsupported schema version v=9" in r for r in reasons
+    )
+    assert {h.get("subscription_id") for h in dlq} == {"broken", None}
+    assert m.alerts_failed.labels("webhook", "http_4xx")._value.get() == 1
+    store.close()
+    pub.close()
