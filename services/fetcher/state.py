@@ -7,14 +7,13 @@ poll's items are safe: a failed publish is retried with a full (non-304) fetch.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from newswatch.fetcher.http_fetch import Validators
-from newswatch.shared.errors import NewswatchError
+from newswatch.shared.sqlite import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feed_state (
@@ -35,14 +34,7 @@ CREATE INDEX IF NOT EXISTS seen_by_age ON seen (feed_url, seen_at);
 
 class FetcherStore:
     def __init__(self, path: Path, keep_per_feed: int, clock: Callable[[], float] = time.time) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise NewswatchError(f"cannot open fetcher state {path}: {exc}") from exc
+        self._db = open_sqlite(path, _SCHEMA, "fetcher state")
         self._lock = threading.Lock()
         self._keep = keep_per_feed
         self._clock = clock

@@ -7,13 +7,12 @@ one alert, with the same ``webhook-id`` for the receiver to drop.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from newswatch.shared.errors import NewswatchError
+from newswatch.shared.sqlite import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -30,13 +29,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 
 class DeliveryStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise NewswatchError(f"cannot open notifier state {path}: {exc}") from exc
+        self._db = open_sqlite(path, _SCHEMA, "notifier state")
         self._lock = threading.Lock()
         self._clock = clock
 

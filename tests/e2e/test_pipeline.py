@@ -8,7 +8,6 @@ without restarting the matcher.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from kafka import KafkaConsumer
 
-from newswatch.demo.feed_server import FeedEntry, FeedServer, demo_entries
+from newswatch.demo.feed_server import FeedEntry, FeedServer
 from newswatch.demo.receiver import WebhookReceiver
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.contract import ALERTS, MATCHES
 from newswatch.shared.processes import free_port
+from tests.support.kafka import read_json
 from tests.support.procs import ServiceProcess, http_ok, metric_value
 from tests.support.waiting import wait_for
 
@@ -51,15 +50,6 @@ class Recorder:
 
 
 @pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    for path, (title, entries) in demo_entries(server.base_url, datetime.now(UTC)).items():
-        server.set_feed(path, title, entries)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def recorder() -> Iterator[tuple[Recorder, WebhookReceiver]]:
     rec = Recorder()
     receiver = WebhookReceiver(rec).start()
@@ -76,20 +66,6 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         timeout=60,
         check=False,
     )
-
-
-def kafka_values(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-        group_id=None,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
 
 
 def test_pipeline_end_to_end(
@@ -163,7 +139,7 @@ def test_pipeline_end_to_end(
         wait_for(lambda: len(rec.titles("nk-ukraine")) >= 2, 60, what="the barrier alert")
         assert rec.titles("nk-ukraine").count(NATO_TITLE) == 1
         assert rec.titles("volcano") == []
-        alerts_topic = [a for a in kafka_values(broker.bootstrap, ALERTS) if a["item"]["title"] == NATO_TITLE]
+        alerts_topic = [a for a in read_json(broker.bootstrap, ALERTS) if a["item"]["title"] == NATO_TITLE]
         assert len(alerts_topic) == 1
 
         # 3. a topic applied at runtime matches new items without a matcher restart
@@ -185,7 +161,7 @@ def test_pipeline_end_to_end(
             ),
         )
         heat = wait_for(
-            lambda: [m for m in kafka_values(broker.bootstrap, MATCHES) if m["topic_id"] == "heatwave"],
+            lambda: [m for m in read_json(broker.bootstrap, MATCHES) if m["topic_id"] == "heatwave"],
             60,
             what="a heatwave match",
         )

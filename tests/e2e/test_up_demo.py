@@ -6,15 +6,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from newswatch.demo.feed_server import FeedServer, demo_entries
+from newswatch.demo.feed_server import FeedServer
 from newswatch.demo.receiver import WebhookReceiver
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.processes import free_port, spawn
@@ -34,15 +32,6 @@ def cmdline(pid: int) -> str:
 def ctrl_c(pid: int) -> None:
     """What a terminal does on Ctrl-C: SIGINT to the foreground process group."""
     os.killpg(pid, signal.SIGINT)
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    for path, (title, entries) in demo_entries(server.base_url, datetime.now(UTC)).items():
-        server.set_feed(path, title, entries)
-    yield server
-    server.stop()
 
 
 def test_up_uses_configured_broker_restarts_crashed_service_and_stops_cleanly(

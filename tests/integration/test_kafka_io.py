@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from newswatch.shared.broker import EmbeddedBroker
@@ -21,6 +21,7 @@ from newswatch.shared.kafka_io import (
     producer_factory,
 )
 from newswatch.shared.metrics import PipelineMetrics
+from tests.support.kafka import read_records
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -28,16 +29,6 @@ pytestmark = pytest.mark.integration
 
 def metrics() -> PipelineMetrics:
     return PipelineMetrics(CollectorRegistry(), "test", "0")
-
-
-def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def test_ensure_topics_creates_contract_topics_idempotently(
@@ -63,13 +54,13 @@ def test_publisher_waits_for_acks_and_survives_a_broker_restart(
         producer_factory(broker.bootstrap, kafka_settings, "t"), m, send_timeout=5, backoff=0.2
     )
     publisher.publish([Record(ITEMS, f"k{i}", b"v") for i in range(5)])
-    assert len(read_all(broker.bootstrap, ITEMS)) == 5
+    assert len(read_records(broker.bootstrap, ITEMS)) == 5
     # The embedded broker loses everything on restart; an idempotent producer stays broken.
     broker.stop()
     broker.start()
     ensure_topics(broker.bootstrap, kafka_settings, [ITEMS])
     publisher.publish([Record(ITEMS, "after", b"restart")])
-    assert [r.value for r in read_all(broker.bootstrap, ITEMS)] == [b"restart"]
+    assert [r.value for r in read_records(broker.bootstrap, ITEMS)] == [b"restart"]
     assert m.producer_rebuilds._value.get() >= 1
     publisher.close()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from newswatch.demo.feed_server import FeedServer, demo_entries
@@ -53,21 +53,12 @@ from newswatch.shared.kafka_io import (
 )
 from newswatch.shared.metrics import PipelineMetrics
 from newswatch.shared.netguard import NetGuard
+from tests.support.kafka import read_records
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-
-
-def records(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def publisher_for(broker: EmbeddedBroker, settings: KafkaSettings, metrics: PipelineMetrics) -> Publisher:
@@ -108,7 +99,7 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
         assert first.poll(url) == "not_modified"  # ETag honoured
         store.close()
         pub.close()
-        assert len(records(broker.bootstrap, ITEMS)) == 3
+        assert len(read_records(broker.bootstrap, ITEMS)) == 3
 
         # "Restart": new store object on the same file, feed changed so the body is new.
         feeds.add_entry(
@@ -117,7 +108,7 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
         m2 = FetcherMetrics(CollectorRegistry())
         second, store, pub = poller(m2)
         assert second.poll(url) == "ok"
-        published = [json.loads(r.value)["title"] for r in records(broker.bootstrap, ITEMS)]
+        published = [json.loads(r.value)["title"] for r in read_records(broker.bootstrap, ITEMS)]
         assert published.count("Fresh story") == 1 and len(published) == 4
         assert m2.items_duplicate._value.get() == 3
 
@@ -130,7 +121,7 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
         broker.start()
         ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
         assert second.poll(url) == "ok"  # validators were not saved: a full fetch, not a 304
-        titles = [json.loads(r.value)["title"] for r in records(broker.bootstrap, ITEMS)]
+        titles = [json.loads(r.value)["title"] for r in read_records(broker.bootstrap, ITEMS)]
         assert titles == ["Second story"]  # the restarted broker is empty; only the missed item is new
         store.close()
         pub.close()
@@ -213,14 +204,14 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     consumer.close()
     table.close()
 
-    matches = [json.loads(r.value) for r in records(broker.bootstrap, MATCHES)]
+    matches = [json.loads(r.value) for r in read_records(broker.bootstrap, MATCHES)]
     assert sorted((x["topic_id"], x["item"]["item_id"]) for x in matches) == [
         ("heat", "z" * 16),
         ("nk", "y" * 16),
     ]
     nk_match = next(x for x in matches if x["topic_id"] == "nk")
     assert nk_match["reason"]["terms"]["deployment"] == ["deployed"]
-    dlq = records(broker.bootstrap, DLQ)
+    dlq = read_records(broker.bootstrap, DLQ)
     assert len(dlq) == 1 and dlq[0].value == b"{not json"
     headers = {k: v.decode() for k, v in dlq[0].headers}
     assert headers["source_topic"] == ITEMS and headers["error_type"] == "ContractError"
@@ -283,7 +274,7 @@ def test_notifier_retries_dedups_and_dead_letters(
             lambda: (
                 loop.run_once() is not None
                 and m.matches_received._value.get() >= 3
-                and len(records(broker.bootstrap, DLQ)) >= 2
+                and len(read_records(broker.bootstrap, DLQ)) >= 2
             ),
             60,
             interval=0.01,
@@ -299,9 +290,9 @@ def test_notifier_retries_dedups_and_dead_letters(
     # heat→desk (already alerted), and the repeated nk match for ops, desk and broken (dead-lettered)
     assert m.duplicates._value.get() == 4
     assert store.count("delivered") == 2 and store.count("dead-lettered") == 1
-    alerts = [json.loads(r.value) for r in records(broker.bootstrap, ALERTS)]
+    alerts = [json.loads(r.value) for r in read_records(broker.bootstrap, ALERTS)]
     assert sorted(a["subscription_id"] for a in alerts) == ["desk", "ops"]
-    dlq = [{k: v.decode() for k, v in r.headers} for r in records(broker.bootstrap, DLQ)]
+    dlq = [{k: v.decode() for k, v in r.headers} for r in read_records(broker.bootstrap, DLQ)]
     reasons = sorted(h["error"] for h in dlq)
     assert any("HTTP 410" in r for r in reasons) and any(
         "unsupported schema version v=9" in r for r in reasons
