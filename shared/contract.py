@@ -47,19 +47,44 @@ class Source(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
     feed_url: str
     feed_title: str = ""
+    site: str = ""
     host: str = ""
 
 
+class Enclosure(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    url: str
+    type: str = ""
+    length: int | None = None
+
+
+#: Values of Item.flags: what the fetcher had to repair, so consumers can tell.
+ITEM_FLAGS = ("date_missing", "date_in_future")
+
+
 class Item(_Payload):
-    """A normalized feed entry as published on ``newswatch.items``."""
+    """A normalized feed entry as published on ``newswatch.items``.
+
+    ``title`` and ``summary`` are plain text; ``content_html`` is sanitized HTML.
+    ``published`` is always set (UTC): a missing date becomes the fetch time and a date in
+    the future is clamped to it, each recorded in ``flags``.
+    """
 
     item_id: str = Field(min_length=8, max_length=128)
     url: str = ""
+    canonical_url: str = ""
     title: str = ""
     summary: str = ""
+    content_html: str = ""
     published: datetime | None = None
+    updated: datetime | None = None
     fetched_at: datetime
     guid: str = ""
+    language: str = ""
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+    flags: tuple[str, ...] = ()
     source: Source
 
 

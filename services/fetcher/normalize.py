@@ -6,12 +6,16 @@ import calendar
 import hashlib
 import html
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
-from newswatch.shared.contract import Item, Source
+import nh3
+
+from newswatch.fetcher.canonical import canonical_url
+from newswatch.shared.contract import Enclosure, Item, Source
 
 _SPACE = re.compile(r"\s+")
 
@@ -62,30 +66,131 @@ def item_id_for(feed_url: str, entry: Any) -> str:
     return hashlib.sha256(f"{feed_url}\x00{identity}".encode()).hexdigest()[:32]
 
 
-def _when(entry: Any) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed"):
-        parsed = entry.get(key)
-        if parsed:
-            try:
-                return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-            except (OverflowError, ValueError, OSError):
-                continue
-    return None
+#: A date this far past the fetch time is treated as wrong (clock skew allowance).
+FUTURE_SKEW = timedelta(minutes=15)
+MAX_SUMMARY_CHARS = 5_000
+MAX_CONTENT_CHARS = 100_000
 
 
-def normalize_entry(entry: Any, feed_url: str, feed_title: str, fetched_at: datetime) -> Item:
-    summary = entry.get("summary", "")
+@dataclass(frozen=True)
+class FeedContext:
+    """What an entry inherits from its feed."""
+
+    url: str
+    title: str = ""
+    site: str = ""
+    language: str = ""
+
+
+def _parsed_time(entry: Any, key: str) -> datetime | None:
+    # dict.get, not FeedParserDict.get: the latter maps a missing updated_parsed to
+    # published_parsed (with a DeprecationWarning), which would blur the two dates.
+    parsed = dict.get(entry, key)
+    if not parsed:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
+
+
+def _language(entry: Any, feed_language: str) -> str:
+    for key in ("title_detail", "summary_detail"):
+        detail = entry.get(key) or {}
+        if detail.get("language"):
+            return str(detail["language"]).strip().lower()
+    for content in entry.get("content") or ():
+        if content.get("language"):
+            return str(content["language"]).strip().lower()
+    return feed_language.strip().lower()
+
+
+def _content_html(entry: Any) -> str:
+    for content in entry.get("content") or ():
+        if "html" in str(content.get("type", "")) and content.get("value"):
+            return sanitize_html(str(content["value"]))
+    detail = entry.get("summary_detail") or {}
+    if "html" in str(detail.get("type", "")) and entry.get("summary"):
+        return sanitize_html(str(entry["summary"]))
+    return ""
+
+
+def sanitize_html(value: str) -> str:
+    """Untrusted feed HTML made safe to render: no scripts, styles, handlers or javascript: links."""
+    return nh3.clean(value[:MAX_CONTENT_CHARS], link_rel="noopener noreferrer nofollow")
+
+
+def _names(entry: Any) -> tuple[str, ...]:
+    names = []
+    for author in entry.get("authors") or ():
+        name = plain_text(str(author.get("name") or author.get("email") or ""))
+        if name and name not in names:
+            names.append(name)
+    if not names and entry.get("author"):
+        names.append(plain_text(str(entry["author"])))
+    return tuple(names)
+
+
+def _categories(entry: Any) -> tuple[str, ...]:
+    terms: list[str] = []
+    for tag in entry.get("tags") or ():
+        term = plain_text(str(tag.get("label") or tag.get("term") or ""))
+        if term and term not in terms:
+            terms.append(term)
+    return tuple(terms)
+
+
+def _enclosures(entry: Any, base: str) -> tuple[Enclosure, ...]:
+    out = []
+    for enc in entry.get("enclosures") or ():
+        url = canonical_url(str(enc.get("href") or enc.get("url") or ""), base)
+        if not url:
+            continue
+        length = str(enc.get("length") or "").strip()
+        out.append(
+            Enclosure(
+                url=url, type=str(enc.get("type") or ""), length=int(length) if length.isdigit() else None
+            )
+        )
+    return tuple(out)
+
+
+def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item:
+    """One feedparser entry as a contract Item (pure: same input, same output)."""
+    summary = str(entry.get("summary") or "")
     if not summary and entry.get("content"):
-        summary = entry["content"][0].get("value", "")
+        summary = str(entry["content"][0].get("value", ""))
+    published = _parsed_time(entry, "published_parsed")
+    updated = _parsed_time(entry, "updated_parsed")
+    flags = []
+    when = published or updated
+    if when is None:
+        when = fetched_at
+        flags.append("date_missing")
+    elif when > fetched_at + FUTURE_SKEW:
+        when = fetched_at
+        flags.append("date_in_future")
+    link = str(entry.get("link") or "")
     return Item(
-        item_id=item_id_for(feed_url, entry),
-        url=str(entry.get("link", "")),
-        title=plain_text(str(entry.get("title", ""))),
-        summary=plain_text(str(summary))[:5000],
-        published=_when(entry),
+        item_id=item_id_for(feed.url, entry),
+        url=link,
+        canonical_url=canonical_url(link, feed.url),
+        title=plain_text(str(entry.get("title") or "")),
+        summary=plain_text(summary)[:MAX_SUMMARY_CHARS],
+        content_html=_content_html(entry),
+        published=when,
+        updated=updated,
         fetched_at=fetched_at,
-        guid=str(entry.get("id", "")),
+        guid=str(entry.get("id") or ""),
+        language=_language(entry, feed.language),
+        authors=_names(entry),
+        categories=_categories(entry),
+        enclosures=_enclosures(entry, feed.url),
+        flags=tuple(flags),
         source=Source(
-            feed_url=feed_url, feed_title=plain_text(feed_title), host=urlsplit(feed_url).hostname or ""
+            feed_url=feed.url,
+            feed_title=plain_text(feed.title),
+            site=feed.site,
+            host=urlsplit(feed.url).hostname or "",
         ),
     )

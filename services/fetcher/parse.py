@@ -26,6 +26,7 @@ class ParsedFeed:
     title: str
     link: str
     entries: list[Any]
+    language: str = ""
 
 
 def refuse_entity_declarations(body: bytes) -> None:
@@ -64,14 +65,29 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
             continue
         entry = feedparser.FeedParserDict()
         entry["id"] = str(raw.get("id", "") or "")
-        entry["link"] = str(raw.get("url", "") or "")
+        entry["link"] = str(raw.get("url", "") or raw.get("external_url", "") or "")
         entry["title"] = str(raw.get("title", "") or "")
         entry["summary"] = str(raw.get("summary") or raw.get("content_text") or raw.get("content_html") or "")
+        if raw.get("content_html"):
+            entry["content"] = [
+                {"type": "text/html", "value": str(raw["content_html"]), "language": raw.get("language")}
+            ]
         entry["published_parsed"] = _json_date(raw.get("date_published"))
         entry["updated_parsed"] = _json_date(raw.get("date_modified"))
+        authors = raw.get("authors") or ([raw["author"]] if isinstance(raw.get("author"), dict) else [])
+        entry["authors"] = [{"name": str(a.get("name", ""))} for a in authors if isinstance(a, dict)]
+        entry["tags"] = [{"term": str(t)} for t in raw.get("tags") or () if isinstance(t, str)]
+        entry["enclosures"] = [
+            {"href": a.get("url"), "type": a.get("mime_type", ""), "length": a.get("size_in_bytes")}
+            for a in raw.get("attachments") or ()
+            if isinstance(a, dict) and a.get("url")
+        ]
         entries.append(entry)
     return ParsedFeed(
-        title=str(data.get("title", "")), link=str(data.get("home_page_url", "")), entries=entries
+        title=str(data.get("title", "")),
+        link=str(data.get("home_page_url", "")),
+        entries=entries,
+        language=str(data.get("language", "") or ""),
     )
 
 
@@ -90,5 +106,8 @@ def parse_feed(body: bytes, content_type: str, url: str) -> ParsedFeed:
             f"{url}: {kind} (content-type {content_type or 'none'}){f': {reason}' if reason else ''}"
         )
     return ParsedFeed(
-        title=str(feed.get("title", "")), link=str(feed.get("link", "")), entries=list(result.entries)
+        title=str(feed.get("title", "")),
+        link=str(feed.get("link", "")),
+        entries=list(result.entries),
+        language=str(feed.get("language", "") or ""),
     )

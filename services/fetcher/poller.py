@@ -16,7 +16,7 @@ import httpx
 from newswatch.fetcher.errors import FetchError
 from newswatch.fetcher.http_fetch import fetch
 from newswatch.fetcher.metrics import FetcherMetrics
-from newswatch.fetcher.normalize import normalize_entry
+from newswatch.fetcher.normalize import FeedContext, normalize_entry
 from newswatch.fetcher.parse import parse_feed
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
@@ -77,8 +77,9 @@ class FeedPoller:
         parsed = parse_feed(result.body, result.content_type, result.url)
         fetched_at = self._now()
         items: dict[str, Item] = {}
+        context = FeedContext(url=url, title=parsed.title, site=parsed.link, language=parsed.language)
         for entry in parsed.entries:
-            item = normalize_entry(entry, url, parsed.title, fetched_at)
+            item = normalize_entry(entry, context, fetched_at)
             items.setdefault(item.item_id, item)
         self._metrics.items_fetched.inc(len(parsed.entries))
         fresh = self._store.unseen(url, items)

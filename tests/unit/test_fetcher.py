@@ -10,7 +10,7 @@ import pytest
 
 from newswatch.fetcher.errors import BlockedError, HttpStatusError, ParseError, TooLargeError
 from newswatch.fetcher.http_fetch import Validators, fetch, make_client
-from newswatch.fetcher.normalize import item_id_for, normalize_entry, plain_text
+from newswatch.fetcher.normalize import FeedContext, item_id_for, normalize_entry, plain_text, sanitize_html
 from newswatch.fetcher.parse import parse_feed
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
@@ -36,12 +36,13 @@ def test_parse_and_normalize_rss() -> None:
     parsed = parse_feed(RSS, "application/rss+xml", "http://x/feed")
     assert parsed.title == "T & Co"
     fetched = datetime(2026, 11, 25, tzinfo=UTC)
-    items = [normalize_entry(e, "http://x/feed", parsed.title, fetched) for e in parsed.entries]
+    items = [normalize_entry(e, FeedContext("http://x/feed", parsed.title), fetched) for e in parsed.entries]
     assert items[0].title == "A bold title"
     assert items[0].summary == "First para Second & last"
     assert items[0].published == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     assert items[0].source.host == "x"
-    assert items[1].published is None
+    assert items[1].published == fetched
+    assert items[1].flags == ("date_missing",)
     assert len({i.item_id for i in items}) == 2
 
 
@@ -146,9 +147,50 @@ def test_seen_set_is_bounded_per_feed(tmp_path: Path) -> None:
 def test_json_feed_dates_and_errors() -> None:
     body = b'{"version": "https://jsonfeed.org/version/1", "items": [{"id": "1", "date_published": "2026-11-24T10:00:00+01:00"}]}'
     entry = parse_feed(body, "application/json", "http://x/").entries[0]
-    item = normalize_entry(entry, "http://x/", "", datetime(2026, 11, 25, tzinfo=UTC))
+    item = normalize_entry(entry, FeedContext("http://x/"), datetime(2026, 11, 25, tzinfo=UTC))
     assert item.published == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     with pytest.raises(ParseError, match="not a JSON Feed"):
         parse_feed(b'{"hello": 1}', "application/json", "http://x/")
     with pytest.raises(ParseError, match="invalid JSON"):
         parse_feed(b"{oops", "application/json", "http://x/")
+
+
+FULL_RSS = b"""<?xml version="1.0"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:content="http://purl.org/rss/1.0/modules/content/">
+<channel><title>World</title><link>https://news.example/</link><language>en-GB</language>
+<item><title>Story</title><link>https://News.Example/story?utm_source=rss&amp;id=3#c</link><guid>s1</guid>
+<pubDate>Tue, 24 Nov 2026 10:00:00 GMT</pubDate><dc:creator>Ann Writer</dc:creator>
+<category>Politics</category><category>Europe</category><category>Politics</category>
+<enclosure url="https://news.example/a.mp3" type="audio/mpeg" length="1234"/>
+<description>Short &lt;b&gt;lede&lt;/b&gt;</description>
+<content:encoded><![CDATA[<p onclick="x()">Body <script>steal()</script><a href="javascript:alert(1)">x</a></p>]]></content:encoded>
+</item>
+<item><title>From the future</title><guid>s2</guid><pubDate>Tue, 24 Nov 2099 10:00:00 GMT</pubDate></item>
+</channel></rss>"""
+
+
+def test_normalization_fields() -> None:
+    parsed = parse_feed(FULL_RSS, "application/rss+xml", "https://news.example/feed.xml")
+    context = FeedContext("https://news.example/feed.xml", parsed.title, parsed.link, parsed.language)
+    fetched = datetime(2026, 11, 25, tzinfo=UTC)
+    story, future = (normalize_entry(e, context, fetched) for e in parsed.entries)
+    assert story.canonical_url == "https://news.example/story?id=3"
+    assert story.summary == "Short lede"
+    assert "<script" not in story.content_html and "onclick" not in story.content_html
+    assert "javascript:" not in story.content_html and "Body" in story.content_html
+    assert story.language == "en-gb"
+    assert story.authors == ("Ann Writer",)
+    assert story.categories == ("Politics", "Europe")
+    assert [(e.url, e.type, e.length) for e in story.enclosures] == [
+        ("https://news.example/a.mp3", "audio/mpeg", 1234)
+    ]
+    assert story.source.site == "https://news.example/" and story.source.host == "news.example"
+    assert story.flags == ()
+    assert future.published == fetched and future.flags == ("date_in_future",)
+
+
+def test_sanitize_html_keeps_structure_and_drops_active_content() -> None:
+    cleaned = sanitize_html(
+        '<p style="x">a<iframe src="https://e/"></iframe><img src="https://e/i.png" onerror="x"></p>'
+    )
+    assert cleaned == '<p>a<img src="https://e/i.png"></p>'
