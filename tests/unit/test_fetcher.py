@@ -11,7 +11,7 @@ import pytest
 from newswatch.fetcher.errors import BlockedError, HttpStatusError, ParseError, TooLargeError
 from newswatch.fetcher.http_fetch import Validators, fetch, make_client
 from newswatch.fetcher.normalize import FeedContext, item_id_for, normalize_entry, plain_text, sanitize_html
-from newswatch.fetcher.parse import parse_feed
+from newswatch.fetcher.parse import parse_feed, strip_internal_subset
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.netguard import NetGuard
@@ -52,12 +52,29 @@ def test_item_id_is_stable_and_scoped_to_the_feed() -> None:
     assert item_id_for("http://f/1", entry) != item_id_for("http://f/2", entry)
 
 
-def test_entity_declarations_are_refused_before_parsing() -> None:
-    laughs = b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><rss/>'
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+    b'<rss version="2.0"><channel><title>T</title><item><title>x &d; y</title><guid>1</guid></item></channel></rss>'
+)
+
+
+def test_entity_declarations_are_stripped_not_expanded() -> None:
+    assert strip_internal_subset(LAUGHS).startswith(b'<?xml version="1.0"?><!DOCTYPE rss ><rss')
+    parsed = parse_feed(LAUGHS, "application/xml", "http://x/")
+    assert len(parsed.entries) == 1
+    assert "aaaa" not in parsed.entries[0]["title"]
     with pytest.raises(ParseError, match="declares DTD entities"):
-        parse_feed(laughs, "application/xml", "http://x/")
+        parse_feed(b'<rss><!ENTITY a "x"></rss>', "application/xml", "http://x/")
     with pytest.raises(ParseError, match="declares DTD entities"):
-        parse_feed(laughs.decode().encode("utf-16"), "application/xml", "http://x/")
+        parse_feed(LAUGHS.decode().encode("utf-16"), "application/xml", "http://x/")
+
+
+def test_gzip_bytes_without_content_encoding_are_sniffed_and_capped() -> None:
+    parsed = parse_feed(gzip.compress(RSS), "text/xml", "http://x/")
+    assert len(parsed.entries) == 2
+    with pytest.raises(TooLargeError, match="when decompressed"):
+        parse_feed(gzip.compress(b" " * 200_000 + RSS), "text/xml", "http://x/", max_bytes=100_000)
 
 
 def test_html_page_is_a_clear_error() -> None:
