@@ -27,13 +27,21 @@ class Validators:
     last_modified: str | None = None
 
 
+#: Response headers feedparser uses (encoding, base URL, language).
+PARSER_HEADERS = ("content-type", "content-location", "content-language")
+
+
 @dataclass(frozen=True)
 class FetchResult:
     status: int
     url: str
     body: bytes
-    content_type: str
+    headers: dict[str, str]
     validators: Validators
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
 
     @property
     def not_modified(self) -> bool:
@@ -86,7 +94,7 @@ def fetch(
     try:
         with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
-                return FetchResult(304, str(response.url), b"", "", validators)
+                return FetchResult(304, str(response.url), b"", {}, validators)
             if response.status_code >= 400:
                 raise HttpStatusError(f"HTTP {response.status_code} from {url}")
             declared = response.headers.get("Content-Length", "")
@@ -111,7 +119,7 @@ def fetch(
                 response.status_code,
                 str(response.url),
                 b"".join(chunks),
-                response.headers.get("Content-Type", ""),
+                {name: response.headers[name] for name in PARSER_HEADERS if name in response.headers},
                 new,
             )
     except BlockedAddressError as exc:

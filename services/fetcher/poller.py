@@ -74,7 +74,9 @@ class FeedPoller:
         if result.not_modified:
             return "not_modified"
         self._metrics.bytes.inc(len(result.body))
-        parsed = parse_feed(result.body, result.content_type, result.url, self._settings.max_body_bytes)
+        parsed = parse_feed(
+            result.body, result.content_type, result.url, self._settings.max_body_bytes, result.headers
+        )
         fetched_at = self._now()
         items: dict[str, Item] = {}
         context = FeedContext(url=url, title=parsed.title, site=parsed.link, language=parsed.language)

@@ -168,6 +168,12 @@ def test_json_feed_dates_and_errors() -> None:
     assert item.published == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     with pytest.raises(ParseError, match="not a JSON Feed"):
         parse_feed(b'{"hello": 1}', "application/json", "http://x/")
+    rfc822 = (
+        b'{"version": "1.0", "items": [{"id": "1", "date_published": "Fri, 31 May 2019 12:17:58 -0700"}]}'
+    )
+    entry = parse_feed(rfc822, "application/json", "http://x/").entries[0]
+    item = normalize_entry(entry, FeedContext("http://x/"), datetime(2026, 11, 25, tzinfo=UTC))
+    assert item.published == datetime(2019, 5, 31, 19, 17, 58, tzinfo=UTC)
     with pytest.raises(ParseError, match="invalid JSON"):
         parse_feed(b"{oops", "application/json", "http://x/")
 
