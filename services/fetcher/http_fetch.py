@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from newswatch.fetcher.decode import ACCEPT_ENCODING, CappedDecoder
 from newswatch.fetcher.errors import BlockedError, HttpStatusError, NetworkError, TooLargeError
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.errors import BlockedAddressError
@@ -59,7 +60,7 @@ def make_client(
         guard.check(url.host, port)
 
     return httpx.Client(
-        headers={"User-Agent": settings.user_agent, "Accept": _ACCEPT},
+        headers={"User-Agent": settings.user_agent, "Accept": _ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
         timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
         follow_redirects=True,
         max_redirects=settings.max_redirects,
@@ -102,15 +103,16 @@ def fetch(
                 raise TooLargeError(
                     f"{url}: Content-Length {declared} exceeds {settings.max_body_bytes} bytes"
                 )
+            decoder = CappedDecoder(response.headers.get("Content-Encoding", ""), settings.max_body_bytes)
             chunks = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > settings.max_body_bytes:
+            raw_size = 0
+            for raw in response.iter_raw():
+                raw_size += len(raw)
+                if raw_size > settings.max_body_bytes:
                     raise TooLargeError(f"{url}: body exceeds {settings.max_body_bytes} bytes")
+                chunks.append(decoder.feed(raw))
                 if clock() > deadline:
                     raise NetworkError(f"{url}: body not received within {settings.timeout:.0f}s")
-                chunks.append(chunk)
             new = Validators(
                 etag=response.headers.get("ETag") or validators.etag,
                 last_modified=response.headers.get("Last-Modified") or validators.last_modified,

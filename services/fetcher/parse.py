@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 import feedparser
 
 from newswatch.fetcher.dates import parse_any_date
-from newswatch.fetcher.errors import ParseError, TooLargeError
+from newswatch.fetcher.decode import CappedDecoder
+from newswatch.fetcher.errors import ParseError
 
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _ENTITY_UTF16 = ("<!ENTITY".encode("utf-16-le"), "<!ENTITY".encode("utf-16-be"))
@@ -50,14 +50,7 @@ def gunzip_capped(body: bytes, max_bytes: int) -> bytes:
     """Decompress a body that is gzip bytes without a Content-Encoding (seen in the wild)."""
     if not body.startswith(_GZIP_MAGIC):
         return body
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise ParseError(f"body looks gzip-compressed but is corrupt: {exc}") from exc
-    if len(out) > max_bytes:
-        raise TooLargeError(f"gzip body exceeds {max_bytes} bytes when decompressed")
-    return out
+    return CappedDecoder("gzip", max_bytes).feed(body)
 
 
 def _json_date(value: object) -> Any:
