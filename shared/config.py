@@ -127,6 +127,10 @@ class Config(_Frozen):
         default=(), description="private/loopback networks that feeds and webhooks may target"
     )
     state_dir: Path = Field(default=Path(".newswatch"), description="where services keep local state")
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL for shared state; absent: a SQLite file per service in state_dir",
+    )
     http: HttpSettings = HttpSettings()
     fetcher: FetcherSettings = FetcherSettings()
     notifier: NotifierSettings = NotifierSettings()

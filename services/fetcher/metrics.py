@@ -17,6 +17,7 @@ OUTCOMES = (
     "too_large",
     "parse_error",
     "publish_error",
+    "store_error",
 )
 
 

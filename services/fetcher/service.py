@@ -17,6 +17,7 @@ from newswatch.fetcher.poller import FeedPoller
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import Config
 from newswatch.shared.contract import ALL_TOPICS
+from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
@@ -34,7 +35,10 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     server = ObservabilityServer(config.http.host, http_port, registry, health)
     server.start()
     log.info("fetcher starting", extra={"http_port": server.port, "feeds": len(config.feeds)})
-    store = FetcherStore(config.state_dir / "fetcher.sqlite3", config.fetcher.seen_per_feed)
+    store = FetcherStore(
+        make_engine(database_url(config.database_url, config.state_dir, "fetcher")),
+        config.fetcher.seen_per_feed,
+    )
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-fetcher"),
         metrics.pipeline,

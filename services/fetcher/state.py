@@ -1,101 +1,105 @@
 """The fetcher's persistent state: per-feed HTTP validators and a bounded seen-set.
 
-SQLite so a restart never re-publishes what Kafka already acknowledged. Items enter the
-seen-set only after their acknowledgement, and validators are saved only after the
-poll's items are safe: a failed publish is retried with a full (non-304) fetch.
+Stored through SQLAlchemy in SQLite (default) or PostgreSQL, so a restart never
+re-publishes what Kafka already acknowledged. Items enter the seen-set only after their
+acknowledgement, and validators are saved only after the poll's items are safe: a failed
+publish is retried with a full (non-304) fetch.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
+
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, delete, func, select
+from sqlalchemy.engine import Engine
 
 from newswatch.fetcher.http_fetch import Validators
-from newswatch.shared.sqlite import open_sqlite
+from newswatch.shared.db import migrate, transaction, upsert
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feed_state (
-    url TEXT PRIMARY KEY,
-    etag TEXT,
-    last_modified TEXT,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS seen (
-    feed_url TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (feed_url, item_id)
-);
-CREATE INDEX IF NOT EXISTS seen_by_age ON seen (feed_url, seen_at);
-"""
+COMPONENT = "fetcher"
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE fetcher_feeds (url VARCHAR(2048) PRIMARY KEY, etag TEXT, last_modified TEXT, "
+        "updated_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE fetcher_seen (feed_url VARCHAR(2048) NOT NULL, item_id VARCHAR(128) NOT NULL, "
+        "seen_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (feed_url, item_id))",
+        "CREATE INDEX fetcher_seen_by_age ON fetcher_seen (feed_url, seen_at)",
+    ],
+]
+
+_meta = MetaData()
+FEEDS = Table(
+    "fetcher_feeds",
+    _meta,
+    Column("url", String(2048), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("updated_at", Float, nullable=False),
+)
+SEEN = Table(
+    "fetcher_seen",
+    _meta,
+    Column("feed_url", String(2048), primary_key=True),
+    Column("item_id", String(128), primary_key=True),
+    Column("seen_at", Float, nullable=False),
+)
 
 
 class FetcherStore:
-    def __init__(self, path: Path, keep_per_feed: int, clock: Callable[[], float] = time.time) -> None:
-        self._db = open_sqlite(path, _SCHEMA, "fetcher state")
-        self._lock = threading.Lock()
+    def __init__(self, engine: Engine, keep_per_feed: int, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
         self._keep = keep_per_feed
         self._clock = clock
+        migrate(engine, COMPONENT, MIGRATIONS)
 
     def validators(self, url: str) -> Validators:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT etag, last_modified FROM feed_state WHERE url = ?", (url,)
-            ).fetchone()
-        return Validators(*row) if row else Validators()
+        with transaction(self._engine, "reading feed validators") as conn:
+            row = conn.execute(select(FEEDS.c.etag, FEEDS.c.last_modified).where(FEEDS.c.url == url)).first()
+        return Validators(row.etag, row.last_modified) if row else Validators()
 
     def save_validators(self, url: str, validators: Validators) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO feed_state (url, etag, last_modified, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, "
-                "updated_at = excluded.updated_at",
-                (url, validators.etag, validators.last_modified, self._clock()),
-            )
+        row = {
+            "url": url,
+            "etag": validators.etag,
+            "last_modified": validators.last_modified,
+            "updated_at": self._clock(),
+        }
+        with transaction(self._engine, "saving feed validators") as conn:
+            upsert(conn, FEEDS, [row], ["url"])
 
     def unseen(self, feed_url: str, item_ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             return set()
-        with self._lock:
-            seen = {
-                row[0]
-                for chunk in _chunks(ids, 500)
-                for row in self._db.execute(
-                    f"SELECT item_id FROM seen WHERE feed_url = ? AND item_id IN ({','.join('?' * len(chunk))})",  # noqa: S608 - placeholders only
-                    (feed_url, *chunk),
+        seen: set[str] = set()
+        with transaction(self._engine, "reading the seen-set") as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = select(SEEN.c.item_id).where(
+                    and_(SEEN.c.feed_url == feed_url, SEEN.c.item_id.in_(chunk))
                 )
-            }
+                seen.update(conn.execute(query).scalars())
         return set(ids) - seen
 
     def mark_seen(self, feed_url: str, item_ids: Iterable[str]) -> None:
+        """Remember ``item_ids`` and keep only the newest ``keep_per_feed`` ids of the feed."""
         now = self._clock()
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO seen (feed_url, item_id, seen_at) VALUES (?, ?, ?)",
-                [(feed_url, i, now) for i in item_ids],
-            )
-            self._db.execute(
-                "DELETE FROM seen WHERE feed_url = ? AND item_id NOT IN "
-                "(SELECT item_id FROM seen WHERE feed_url = ? ORDER BY seen_at DESC LIMIT ?)",
-                (feed_url, feed_url, self._keep),
-            )
-            self._db.execute("COMMIT")
+        rows = [{"feed_url": feed_url, "item_id": i, "seen_at": now} for i in dict.fromkeys(item_ids)]
+        newest = (
+            select(SEEN.c.item_id)
+            .where(SEEN.c.feed_url == feed_url)
+            .order_by(SEEN.c.seen_at.desc())
+            .limit(self._keep)
+            .scalar_subquery()
+        )
+        with transaction(self._engine, "updating the seen-set") as conn:
+            upsert(conn, SEEN, rows, ["feed_url", "item_id"])
+            conn.execute(delete(SEEN).where(and_(SEEN.c.feed_url == feed_url, SEEN.c.item_id.not_in(newest))))
 
     def seen_count(self, feed_url: str) -> int:
-        with self._lock:
-            return int(
-                self._db.execute("SELECT count(*) FROM seen WHERE feed_url = ?", (feed_url,)).fetchone()[0]
-            )
+        with transaction(self._engine, "counting the seen-set") as conn:
+            return int(conn.execute(select(func.count()).where(SEEN.c.feed_url == feed_url)).scalar_one())
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+        self._engine.dispose()

@@ -26,6 +26,7 @@ from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import FetcherSettings, KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
+from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
 from newswatch.shared.netguard import NetGuard
@@ -155,7 +156,7 @@ def test_hostile_feeds_are_refused_or_contained(
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     settings = FetcherSettings(timeout=1.5)
     metrics = FetcherMetrics(CollectorRegistry())
-    store = FetcherStore(tmp_path / "f.sqlite3", 100)
+    store = FetcherStore(make_engine(f"sqlite:///{tmp_path}/f.sqlite3"), 100)
     publisher = Publisher(
         producer_factory(broker.bootstrap, kafka_settings, "h"), metrics.pipeline, send_timeout=5
     )

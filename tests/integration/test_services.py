@@ -42,6 +42,7 @@ from newswatch.shared.contract import (
     TopicDefinition,
     encode,
 )
+from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import (
     ConsumerLoop,
@@ -81,7 +82,7 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
     settings = FetcherSettings(timeout=5)
 
     def poller(metrics: FetcherMetrics) -> tuple[FeedPoller, FetcherStore, Publisher]:
-        store = FetcherStore(tmp_path / "fetcher.sqlite3", 1000)
+        store = FetcherStore(make_engine(f"sqlite:///{tmp_path}/fetcher.sqlite3"), 1000)
         pub = Publisher(
             producer_factory(broker.bootstrap, kafka_settings.model_copy(update={"send_timeout": 3.0}), "f"),
             metrics.pipeline,

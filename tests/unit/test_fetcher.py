@@ -3,7 +3,6 @@ from __future__ import annotations
 import gzip
 import ipaddress
 from datetime import UTC, datetime
-from pathlib import Path
 
 import feedparser
 import pytest
@@ -12,7 +11,6 @@ from newswatch.fetcher.errors import BlockedError, HttpStatusError, ParseError, 
 from newswatch.fetcher.http_fetch import Validators, fetch, make_client
 from newswatch.fetcher.normalize import FeedContext, item_id_for, normalize_entry, plain_text, sanitize_html
 from newswatch.fetcher.parse import parse_feed, strip_internal_subset
-from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.netguard import NetGuard
 from tests.support.http import Reply, serve
@@ -135,30 +133,6 @@ def test_http_errors_and_ssrf_guard() -> None:
         only_first = make_client(settings(), NetGuard([ipaddress.ip_network("127.0.0.1/32")]))
         with pytest.raises(BlockedError, match=r"127\.0\.0\.2"):  # the redirect target is checked too
             fetch(only_first, f"{base}/redirect", Validators(), settings())
-
-
-def test_store_remembers_seen_items_and_validators_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "fetcher.sqlite3"
-    store = FetcherStore(path, keep_per_feed=100)
-    assert store.unseen("f", ["a", "b"]) == {"a", "b"}
-    store.mark_seen("f", ["a"])
-    store.save_validators("f", Validators(etag='"e"'))
-    store.close()
-    reopened = FetcherStore(path, keep_per_feed=100)
-    assert reopened.unseen("f", ["a", "b"]) == {"b"}
-    assert reopened.unseen("other", ["a"]) == {"a"}
-    assert reopened.validators("f") == Validators(etag='"e"')
-    reopened.close()
-
-
-def test_seen_set_is_bounded_per_feed(tmp_path: Path) -> None:
-    clock = iter(range(1000))
-    store = FetcherStore(tmp_path / "s.sqlite3", keep_per_feed=100, clock=lambda: float(next(clock)))
-    for i in range(150):
-        store.mark_seen("f", [f"id{i}"])
-    assert store.seen_count("f") == 100
-    assert store.unseen("f", ["id0", "id149"]) == {"id0"}
-    store.close()
 
 
 def test_json_feed_dates_and_errors() -> None:

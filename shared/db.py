@@ -1,0 +1,144 @@
+"""Relational state behind one small interface: SQLite by default, PostgreSQL by URL.
+
+SQLite (one file per service under ``state_dir``) is the embedded mode; several replicas
+of a service share state through PostgreSQL (``database_url`` / ``NEWSWATCH_DATABASE_URL``).
+Schema changes are numbered steps recorded in ``newswatch_migrations``, applied once, in
+order, under a lock so replicas starting together do not race. SQLAlchemy errors are
+converted to StoreError here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from newswatch.shared.errors import NewswatchError
+
+
+class StoreError(NewswatchError):
+    """The state database failed; the caller's work is not recorded and must be retried."""
+
+
+def database_url(configured: str | None, state_dir: Path, service: str) -> str:
+    """The configured URL, else a SQLite file for this service in ``state_dir``."""
+    if configured:
+        return configured
+    return f"sqlite:///{state_dir / f'{service}.sqlite3'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs for concurrent service threads."""
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin_immediate(conn: Connection) -> None:
+                # Take the write lock at BEGIN: two writers then queue (busy timeout) instead
+                # of both reading, then one failing to upgrade its lock.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        if url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+        elif url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
+        raise StoreError(f"cannot use database {redact(url)}: {exc}") from exc
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for error messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+_MIGRATIONS = Table(
+    "newswatch_migrations",
+    MetaData(),
+    Column("component", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def migrate(engine: Engine, component: str, steps: Sequence[Sequence[str]]) -> int:
+    """Apply ``steps[n:]`` where n is the recorded version; returns the new version."""
+    with contextlib.suppress(SQLAlchemyError):  # created concurrently by another replica: fine
+        _MIGRATIONS.create(engine, checkfirst=True)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:c))"), {"c": component})
+            current = conn.execute(
+                select(_MIGRATIONS.c.version).where(_MIGRATIONS.c.component == component)
+            ).scalar_one_or_none()
+            version = current or 0
+            for number, statements in enumerate(steps[version:], start=version + 1):
+                for statement in statements:
+                    conn.execute(text(statement))
+                version = number
+            if current is None:
+                conn.execute(_MIGRATIONS.insert().values(component=component, version=version))
+            elif version != current:
+                conn.execute(
+                    _MIGRATIONS.update().where(_MIGRATIONS.c.component == component).values(version=version)
+                )
+            return version
+    except SQLAlchemyError as exc:
+        raise StoreError(f"migrating {component} schema failed: {exc}") from exc
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE, in the connection's dialect."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(rows)
+    updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine, what: str) -> Iterator[Connection]:
+    """A transaction whose database errors become StoreError naming ``what``."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
