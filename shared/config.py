@@ -112,6 +112,15 @@ class FetcherSettings(_Frozen):
     max_redirects: int = Field(default=5, ge=0, le=20)
     user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch; feed monitor)"
     seen_per_feed: int = Field(default=5000, ge=100, description="item ids remembered per feed")
+    backfill: Duration = Field(
+        default=86400.0, ge=0, description="first poll: publish only items newer than this"
+    )
+    backfill_max_items: int = Field(
+        default=20, ge=0, description="first poll: publish at most this many items"
+    )
+    url_dedup_window: Duration = Field(
+        default=7 * 86400.0, gt=0, description="how long a canonical URL is remembered"
+    )
 
 
 class NotifierSettings(_Frozen):

@@ -67,10 +67,14 @@ class Item(_Payload):
 
     ``title`` and ``summary`` are plain text; ``content_html`` is sanitized HTML.
     ``published`` is always set (UTC): a missing date becomes the fetch time and a date in
-    the future is clamped to it, each recorded in ``flags``.
+    the future is clamped to it, each recorded in ``flags``. A material change of the title
+    or summary is published again with the same ``item_id``, ``kind="update"`` and the next
+    ``revision``.
     """
 
     item_id: str = Field(min_length=8, max_length=128)
+    kind: Literal["new", "update"] = "new"
+    revision: int = Field(default=1, ge=1, description="2, 3, … for material changes of the same item")
     url: str = ""
     canonical_url: str = ""
     title: str = ""

@@ -134,6 +134,12 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Seq
     conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
 
 
+def insert_new(conn: Connection, table: Table, row: dict[str, Any], keys: Sequence[str]) -> None:
+    """INSERT … ON CONFLICT (keys) DO NOTHING: the first writer wins."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys)))
+
+
 @contextlib.contextmanager
 def transaction(engine: Engine, what: str) -> Iterator[Connection]:
     """A transaction whose database errors become StoreError naming ``what``."""

@@ -20,6 +20,8 @@ OUTCOMES = (
     "store_error",
 )
 
+DUPLICATE_KINDS = ("same_feed", "seen", "same_url")
+
 
 class FetcherMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -46,9 +48,23 @@ class FetcherMetrics:
             "New items acknowledged by Kafka on newswatch.items.",
             registry=registry,
         )
+        self.items_updated = Counter(
+            "newswatch_fetcher_items_updated_total",
+            "Revisions (kind=update) of items whose title or summary changed materially, acknowledged by Kafka.",
+            registry=registry,
+        )
         self.items_duplicate = Counter(
             "newswatch_fetcher_items_duplicate_total",
-            "Entries dropped because they were already published.",
+            "Entries not published again, by kind: same_feed (repeated in one document), seen (already "
+            "published, unchanged), same_url (canonical URL already published by another item).",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in DUPLICATE_KINDS:
+            self.items_duplicate.labels(kind)
+        self.items_backfill_skipped = Counter(
+            "newswatch_fetcher_items_backfill_skipped_total",
+            "Entries not published on a feed's first poll: older than fetcher.backfill or over the cap.",
             registry=registry,
         )
         self.feeds = Gauge("newswatch_fetcher_feeds", "Feeds scheduled for polling.", registry=registry)

@@ -1,4 +1,4 @@
-"""One poll of one feed: fetch → parse → normalize → drop seen → publish → remember.
+"""One poll of one feed: fetch → parse → normalize → decide (dedup, revisions, backfill) → publish → remember.
 
 This is the unit APScheduler runs per feed. Its steps are ordered so that a crash at any
 point loses nothing: items are marked seen only after Kafka acknowledged them.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from newswatch.fetcher.dedup import decide
 from newswatch.fetcher.errors import FetchError
 from newswatch.fetcher.http_fetch import fetch
 from newswatch.fetcher.metrics import FetcherMetrics
@@ -84,14 +85,29 @@ class FeedPoller:
             item = normalize_entry(entry, context, fetched_at)
             items.setdefault(item.item_id, item)
         self._metrics.items_fetched.inc(len(parsed.entries))
-        fresh = self._store.unseen(url, items)
-        self._metrics.items_duplicate.inc(len(parsed.entries) - len(fresh))
-        new_items = [item for item_id, item in items.items() if item_id in fresh]
-        if new_items:
-            self._publisher.publish([Record(ITEMS, item.item_id, encode(item)) for item in new_items])
-            self._store.mark_seen(url, [item.item_id for item in new_items])
-            self._metrics.items_published.inc(len(new_items))
+        self._metrics.items_duplicate.labels("same_feed").inc(len(parsed.entries) - len(items))
+        decision = decide(
+            list(items.values()),
+            self._store.seen_state(url, items),
+            self._store.url_owners(i.canonical_url for i in items.values()),
+            self._store.is_first_poll(url),
+            fetched_at,
+            timedelta(seconds=self._settings.backfill),
+            self._settings.backfill_max_items,
+        )
+        if decision.publish:
+            self._publisher.publish([Record(ITEMS, item.item_id, encode(item)) for item in decision.publish])
             self._health.set_ready()
-            log.info("published new items", extra={"feed": url, "count": len(new_items)})
+            log.info(
+                "published items",
+                extra={"feed": url, "new": decision.counts["new"], "updated": decision.counts["updated"]},
+            )
+        if decision.remember:
+            self._store.remember(url, decision.remember, decision.claims, decision.also_in)
+        self._metrics.items_published.inc(decision.counts["new"])
+        self._metrics.items_updated.inc(decision.counts["updated"])
+        self._metrics.items_duplicate.labels("seen").inc(decision.counts["seen"])
+        self._metrics.items_duplicate.labels("same_url").inc(decision.counts["same_url"])
+        self._metrics.items_backfill_skipped.inc(decision.counts["backfill"])
         self._store.save_validators(url, result.validators)
         return "ok"

@@ -38,6 +38,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     store = FetcherStore(
         make_engine(database_url(config.database_url, config.state_dir, "fetcher")),
         config.fetcher.seen_per_feed,
+        url_window=config.fetcher.url_dedup_window,
     )
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-fetcher"),

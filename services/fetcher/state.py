@@ -11,11 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, delete, func, select
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 
+from newswatch.fetcher.dedup import Known, Remember
 from newswatch.fetcher.http_fetch import Validators
-from newswatch.shared.db import migrate, transaction, upsert
+from newswatch.shared.db import insert_new, migrate, transaction, upsert
 
 COMPONENT = "fetcher"
 MIGRATIONS: list[list[str]] = [
@@ -25,6 +39,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE fetcher_seen (feed_url VARCHAR(2048) NOT NULL, item_id VARCHAR(128) NOT NULL, "
         "seen_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (feed_url, item_id))",
         "CREATE INDEX fetcher_seen_by_age ON fetcher_seen (feed_url, seen_at)",
+    ],
+    [
+        "ALTER TABLE fetcher_seen ADD COLUMN content_hash VARCHAR(64) NOT NULL DEFAULT ''",
+        "ALTER TABLE fetcher_seen ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
+        "CREATE TABLE fetcher_urls (canonical_url VARCHAR(2048) PRIMARY KEY, item_id VARCHAR(128) NOT NULL, "
+        "feed_url VARCHAR(2048) NOT NULL, also_in TEXT NOT NULL DEFAULT '', first_seen DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX fetcher_urls_by_age ON fetcher_urls (first_seen)",
     ],
 ]
 
@@ -43,15 +64,38 @@ SEEN = Table(
     Column("feed_url", String(2048), primary_key=True),
     Column("item_id", String(128), primary_key=True),
     Column("seen_at", Float, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+)
+URLS = Table(
+    "fetcher_urls",
+    _meta,
+    Column("canonical_url", String(2048), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("feed_url", String(2048), nullable=False),
+    Column("also_in", Text, nullable=False),
+    Column("first_seen", Float, nullable=False),
 )
 
 
 class FetcherStore:
-    def __init__(self, engine: Engine, keep_per_feed: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keep_per_feed: int,
+        clock: Callable[[], float] = time.time,
+        url_window: float = 7 * 86400.0,
+    ) -> None:
         self._engine = engine
         self._keep = keep_per_feed
         self._clock = clock
+        self._url_window = url_window
         migrate(engine, COMPONENT, MIGRATIONS)
+
+    def is_first_poll(self, url: str) -> bool:
+        """True until a poll of ``url`` has completed (its validators row is written last)."""
+        with transaction(self._engine, "reading feed state") as conn:
+            return conn.execute(select(FEEDS.c.url).where(FEEDS.c.url == url)).first() is None
 
     def validators(self, url: str) -> Validators:
         with transaction(self._engine, "reading feed validators") as conn:
@@ -68,24 +112,55 @@ class FetcherStore:
         with transaction(self._engine, "saving feed validators") as conn:
             upsert(conn, FEEDS, [row], ["url"])
 
-    def unseen(self, feed_url: str, item_ids: Iterable[str]) -> set[str]:
+    def seen_state(self, feed_url: str, item_ids: Iterable[str]) -> dict[str, Known]:
+        """Content hash and revision of the ids of ``item_ids`` already in the seen-set."""
         ids = list(dict.fromkeys(item_ids))
-        if not ids:
-            return set()
-        seen: set[str] = set()
+        known: dict[str, Known] = {}
         with transaction(self._engine, "reading the seen-set") as conn:
             for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                query = select(SEEN.c.item_id).where(
-                    and_(SEEN.c.feed_url == feed_url, SEEN.c.item_id.in_(chunk))
+                query = select(SEEN.c.item_id, SEEN.c.content_hash, SEEN.c.revision).where(
+                    and_(SEEN.c.feed_url == feed_url, SEEN.c.item_id.in_(ids[start : start + 500]))
                 )
-                seen.update(conn.execute(query).scalars())
-        return set(ids) - seen
+                known.update(
+                    {row.item_id: Known(row.content_hash, row.revision) for row in conn.execute(query)}
+                )
+        return known
 
-    def mark_seen(self, feed_url: str, item_ids: Iterable[str]) -> None:
-        """Remember ``item_ids`` and keep only the newest ``keep_per_feed`` ids of the feed."""
+    def unseen(self, feed_url: str, item_ids: Iterable[str]) -> set[str]:
+        ids = set(item_ids)
+        return ids - set(self.seen_state(feed_url, ids))
+
+    def url_owners(self, urls: Iterable[str]) -> dict[str, str]:
+        """canonical URL → item id that published it (within the dedup window)."""
+        wanted = [u for u in dict.fromkeys(urls) if u]
+        owners: dict[str, str] = {}
+        with transaction(self._engine, "reading published URLs") as conn:
+            for start in range(0, len(wanted), 500):
+                query = select(URLS.c.canonical_url, URLS.c.item_id).where(
+                    URLS.c.canonical_url.in_(wanted[start : start + 500])
+                )
+                owners.update({row.canonical_url: row.item_id for row in conn.execute(query)})
+        return owners
+
+    def remember(
+        self,
+        feed_url: str,
+        items: Iterable[Remember],
+        claims: Iterable[tuple[str, str]] = (),
+        also_in: Iterable[str] = (),
+    ) -> None:
+        """Record a poll's outcome in one transaction, after Kafka acknowledged its items."""
         now = self._clock()
-        rows = [{"feed_url": feed_url, "item_id": i, "seen_at": now} for i in dict.fromkeys(item_ids)]
+        rows = {
+            r.item_id: {
+                "feed_url": feed_url,
+                "item_id": r.item_id,
+                "seen_at": now,
+                "content_hash": r.content_hash,
+                "revision": r.revision,
+            }
+            for r in items
+        }
         newest = (
             select(SEEN.c.item_id)
             .where(SEEN.c.feed_url == feed_url)
@@ -94,8 +169,45 @@ class FetcherStore:
             .scalar_subquery()
         )
         with transaction(self._engine, "updating the seen-set") as conn:
-            upsert(conn, SEEN, rows, ["feed_url", "item_id"])
+            upsert(conn, SEEN, list(rows.values()), ["feed_url", "item_id"])
             conn.execute(delete(SEEN).where(and_(SEEN.c.feed_url == feed_url, SEEN.c.item_id.not_in(newest))))
+            for canonical, item_id in dict(claims).items():
+                insert_new(
+                    conn,
+                    URLS,
+                    {
+                        "canonical_url": canonical,
+                        "item_id": item_id,
+                        "feed_url": feed_url,
+                        "also_in": "",
+                        "first_seen": now,
+                    },
+                    ["canonical_url"],
+                )
+            for canonical in dict.fromkeys(also_in):
+                owner = conn.execute(
+                    select(URLS.c.also_in, URLS.c.feed_url).where(URLS.c.canonical_url == canonical)
+                ).first()
+                if (
+                    owner is not None
+                    and owner.feed_url != feed_url
+                    and feed_url not in owner.also_in.split("\n")
+                ):
+                    sources = "\n".join(s for s in (*owner.also_in.split("\n"), feed_url) if s)
+                    conn.execute(
+                        update(URLS).where(URLS.c.canonical_url == canonical).values(also_in=sources)
+                    )
+            conn.execute(delete(URLS).where(URLS.c.first_seen < now - self._url_window))
+
+    def also_in(self, canonical_url: str) -> list[str]:
+        """Feeds other than the first that carried ``canonical_url``."""
+        with transaction(self._engine, "reading published URLs") as conn:
+            value = conn.execute(select(URLS.c.also_in).where(URLS.c.canonical_url == canonical_url)).scalar()
+        return [s for s in (value or "").split("\n") if s]
+
+    def mark_seen(self, feed_url: str, item_ids: Iterable[str]) -> None:
+        """Remember ``item_ids`` (without content) and keep only the newest ``keep_per_feed``."""
+        self.remember(feed_url, [Remember(i, "", 1) for i in item_ids])
 
     def seen_count(self, feed_url: str) -> int:
         with transaction(self._engine, "counting the seen-set") as conn:

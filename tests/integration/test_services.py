@@ -76,7 +76,8 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     feeds = FeedServer().start()
-    title, entries = demo_entries(feeds.base_url, NOW)["/world.xml"]
+    now = datetime.now(UTC)
+    title, entries = demo_entries(feeds.base_url, now)["/world.xml"]
     feeds.set_feed("/world.xml", title, entries)
     url = f"{feeds.base_url}/world.xml"
     settings = FetcherSettings(timeout=5)
@@ -104,18 +105,18 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
 
         # "Restart": new store object on the same file, feed changed so the body is new.
         feeds.add_entry(
-            "/world.xml", entries[0].__class__("new-1", "Fresh story", "Body", f"{feeds.base_url}/n", NOW)
+            "/world.xml", entries[0].__class__("new-1", "Fresh story", "Body", f"{feeds.base_url}/n", now)
         )
         m2 = FetcherMetrics(CollectorRegistry())
         second, store, pub = poller(m2)
         assert second.poll(url) == "ok"
         published = [json.loads(r.value)["title"] for r in read_records(broker.bootstrap, ITEMS)]
         assert published.count("Fresh story") == 1 and len(published) == 4
-        assert m2.items_duplicate._value.get() == 3
+        assert m2.items_duplicate.labels("seen")._value.get() == 3
 
         # Kafka down: the poll fails, nothing is marked seen, the next poll after recovery publishes it.
         feeds.add_entry(
-            "/world.xml", entries[0].__class__("new-2", "Second story", "B", f"{feeds.base_url}/m", NOW)
+            "/world.xml", entries[0].__class__("new-2", "Second story", "B", f"{feeds.base_url}/m", now)
         )
         broker.stop()
         assert second.poll(url) == "publish_error"
