@@ -91,7 +91,9 @@ class HttpSettings(_Frozen):
 
 class FeedConfig(_Frozen):
     url: HttpUrlText
-    interval: Duration = Field(default=300.0, ge=1.0, description="how often the feed is polled")
+    interval: Duration | None = Field(
+        default=None, ge=1.0, description="fixed poll interval; absent: adaptive (fetcher.min/max_interval)"
+    )
 
 
 class TopicConfig(_Frozen):
@@ -112,6 +114,13 @@ class FetcherSettings(_Frozen):
     max_redirects: int = Field(default=5, ge=0, le=20)
     user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch; feed monitor)"
     seen_per_feed: int = Field(default=5000, ge=100, description="item ids remembered per feed")
+    min_interval: Duration = Field(default=300.0, ge=1.0, description="adaptive polling: shortest interval")
+    max_interval: Duration = Field(
+        default=3600.0, ge=1.0, description="adaptive polling and unhealthy feeds: longest"
+    )
+    unhealthy_after: int = Field(default=10, ge=1, description="failures in a row that make a feed unhealthy")
+    per_host: int = Field(default=2, ge=1, le=64, description="concurrent fetches per host (politeness)")
+    start_spread: Duration = Field(default=10.0, ge=0, description="first polls are spread over this long")
     backfill: Duration = Field(
         default=86400.0, ge=0, description="first poll: publish only items newer than this"
     )

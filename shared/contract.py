@@ -26,8 +26,10 @@ ALERTS = "newswatch.alerts"
 """Every alert delivered to a subscriber. Key: subscription_id. Producer: notifier."""
 DLQ = "newswatch.dlq"
 """Poison messages, with the error in headers. Key: the original key."""
+FEED_HEALTH = "newswatch.feed-health"
+"""A feed changed health (unhealthy, recovered, gone). Key: feed URL. Producer: fetcher."""
 
-ALL_TOPICS = (ITEMS, MATCHES, TOPICS, ALERTS, DLQ)
+ALL_TOPICS = (ITEMS, MATCHES, TOPICS, ALERTS, DLQ, FEED_HEALTH)
 #: Topics whose latest value per key is the state (compacted on Apache Kafka).
 COMPACTED_TOPICS = frozenset({TOPICS})
 
@@ -129,6 +131,16 @@ class Alert(_Payload):
     item: Item
     reason: MatchReason
     delivered_at: datetime
+
+
+class FeedHealth(_Payload):
+    """A feed's health changed: ``active`` (recovered), ``unhealthy`` or ``gone`` (HTTP 410)."""
+
+    feed_url: str
+    status: Literal["active", "unhealthy", "gone"]
+    failures: int
+    error: str = ""
+    at: datetime
 
 
 P = TypeVar("P", bound=_Payload)

@@ -14,6 +14,11 @@ class FetchError(NewswatchError):
 class HttpStatusError(FetchError):
     outcome = "http_error"
 
+    def __init__(self, message: str, status: int = 0, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after  # the raw Retry-After header (429/503)
+
 
 class NetworkError(FetchError):
     outcome = "network_error"

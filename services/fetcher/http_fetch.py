@@ -30,6 +30,8 @@ class Validators:
 
 #: Response headers feedparser uses (encoding, base URL, language).
 PARSER_HEADERS = ("content-type", "content-location", "content-language")
+#: Response headers the scheduler uses.
+SCHEDULE_HEADERS = ("cache-control",)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class FetchResult:
     body: bytes
     headers: dict[str, str]
     validators: Validators
+    moved_to: str | None = None  # set when every redirect hop was permanent (301/308)
 
     @property
     def content_type(self) -> str:
@@ -78,6 +81,13 @@ _ACCEPT = (
 )
 
 
+def _permanent_target(response: httpx.Response) -> str | None:
+    """The final URL if the feed moved permanently (all hops 301/308), else None."""
+    if response.history and all(hop.status_code in (301, 308) for hop in response.history):
+        return str(response.url)
+    return None
+
+
 def fetch(
     client: httpx.Client,
     url: str,
@@ -94,10 +104,15 @@ def fetch(
     deadline = clock() + settings.timeout
     try:
         with client.stream("GET", url, headers=headers) as response:
+            moved_to = _permanent_target(response)
             if response.status_code == 304:
-                return FetchResult(304, str(response.url), b"", {}, validators)
+                return FetchResult(304, str(response.url), b"", {}, validators, moved_to)
             if response.status_code >= 400:
-                raise HttpStatusError(f"HTTP {response.status_code} from {url}")
+                raise HttpStatusError(
+                    f"HTTP {response.status_code} from {url}",
+                    response.status_code,
+                    response.headers.get("Retry-After"),
+                )
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > settings.max_body_bytes:
                 raise TooLargeError(
@@ -121,8 +136,13 @@ def fetch(
                 response.status_code,
                 str(response.url),
                 b"".join(chunks),
-                {name: response.headers[name] for name in PARSER_HEADERS if name in response.headers},
+                {
+                    n: response.headers[n]
+                    for n in (*PARSER_HEADERS, *SCHEDULE_HEADERS)
+                    if n in response.headers
+                },
                 new,
+                moved_to,
             )
     except BlockedAddressError as exc:
         raise BlockedError(f"{url}: {exc}") from exc

@@ -67,4 +67,15 @@ class FetcherMetrics:
             "Entries not published on a feed's first poll: older than fetcher.backfill or over the cap.",
             registry=registry,
         )
-        self.feeds = Gauge("newswatch_fetcher_feeds", "Feeds scheduled for polling.", registry=registry)
+        self.feeds = Gauge(
+            "newswatch_fetcher_feeds",
+            "Feeds by status: active, unhealthy (failing, polled at max_interval), gone (HTTP 410, not polled).",
+            ["status"],
+            registry=registry,
+        )
+        self.schedule_lag = Histogram(
+            "newswatch_fetcher_schedule_lag_seconds",
+            "How late polls start compared with their planned time (a saturated fetcher falls behind).",
+            buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )

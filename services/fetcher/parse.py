@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import feedparser
@@ -31,6 +31,7 @@ class ParsedFeed:
     link: str
     entries: list[Any]
     language: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # feed-level keys (ttl, sy_updateperiod, …)
 
 
 def strip_internal_subset(body: bytes) -> bytes:
@@ -131,4 +132,5 @@ def parse_feed(
         link=str(feed.get("link", "")),
         entries=list(result.entries),
         language=str(feed.get("language", "") or ""),
+        meta=dict(feed),
     )

@@ -1,32 +1,49 @@
-"""One poll of one feed: fetch → parse → normalize → decide (dedup, revisions, backfill) → publish → remember.
+"""One poll of one feed: fetch → parse → normalize → decide → publish → remember.
 
-This is the unit APScheduler runs per feed. Its steps are ordered so that a crash at any
-point loses nothing: items are marked seen only after Kafka acknowledged them.
+This is the unit the scheduler runs per feed. Its steps are ordered so that a crash at any
+point loses nothing: items are marked seen, and the poll recorded as complete, only after
+Kafka acknowledged them. It returns what the scheduler needs to choose the next poll.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from newswatch.fetcher.dedup import decide
-from newswatch.fetcher.errors import FetchError
+from newswatch.fetcher.errors import FetchError, HttpStatusError
 from newswatch.fetcher.http_fetch import fetch
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import FeedContext, normalize_entry
 from newswatch.fetcher.parse import parse_feed
+from newswatch.fetcher.schedule import Hints, hints_from, observed_gap, parse_retry_after
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
-from newswatch.shared.contract import ITEMS, Item, encode
+from newswatch.shared.contract import FEED_HEALTH, ITEMS, FeedHealth, Item, encode
+from newswatch.shared.db import StoreError
 from newswatch.shared.errors import PublishError
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, Record
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    outcome: str  # newswatch_fetcher_polls_total label
+    status: str = "active"  # the feed's status after this poll
+    failures: int = 0  # failures in a row after this poll
+    gap: float | None = None  # observed seconds between entries
+    hints: Hints = field(default_factory=Hints)
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("ok", "not_modified")
 
 
 class FeedPoller:
@@ -48,35 +65,41 @@ class FeedPoller:
         self._health = health
         self._now = now
 
-    def poll(self, url: str) -> str:
-        """Poll ``url`` once; returns the outcome label (also counted). Never raises."""
-        started = time.monotonic()
+    def poll(self, url: str) -> PollResult:
+        """Poll ``url`` once. Never raises: every failure is an outcome, counted and logged."""
         try:
-            outcome = self._poll(url)
+            result = self._poll(url)
         except FetchError as exc:
-            outcome = exc.outcome
-            log.warning("poll failed", extra={"feed": url, "outcome": outcome, "error": str(exc)})
+            result = self._failed(url, exc)
         except PublishError as exc:
-            outcome = "publish_error"
             self._health.set_not_ready(f"kafka: {exc}")
-            log.error(
-                "publishing items failed; will retry on the next poll", extra={"feed": url, "error": str(exc)}
-            )
-        self._metrics.polls.labels(outcome).inc()
-        log.debug(
-            "polled", extra={"feed": url, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)}
-        )
-        return outcome
+            log.error("publishing failed; the next poll retries", extra={"feed": url, "error": str(exc)})
+            result = PollResult("publish_error")
+        except StoreError as exc:
+            # Items may be published but not yet remembered: the next poll publishes them
+            # again (at-least-once); downstream dedups by item id.
+            self._health.set_not_ready(f"database: {exc}")
+            log.error("state database failed; the next poll retries", extra={"feed": url, "error": str(exc)})
+            result = PollResult("store_error")
+        self._metrics.polls.labels(result.outcome).inc()
+        return result
 
-    def _poll(self, url: str) -> str:
-        validators = self._store.validators(url)
+    def _poll(self, url: str) -> PollResult:
+        state = self._store.feed_state(url)
         with self._metrics.fetch_duration.time():
-            result = fetch(self._client, url, validators, self._settings)
-        if result.not_modified:
-            return "not_modified"
-        self._metrics.bytes.inc(len(result.body))
+            fetched = fetch(self._client, state.current_url, state.validators, self._settings)
+        if fetched.moved_to and fetched.moved_to != state.current_url:
+            log.warning(
+                "feed moved permanently; polling the new URL", extra={"feed": url, "to": fetched.moved_to}
+            )
+        recovered = state.status == "unhealthy"
+        if fetched.not_modified:
+            self._store.record_success(url, state.validators, fetched.moved_to)
+            self._recovered(url, recovered)
+            return PollResult("not_modified")
+        self._metrics.bytes.inc(len(fetched.body))
         parsed = parse_feed(
-            result.body, result.content_type, result.url, self._settings.max_body_bytes, result.headers
+            fetched.body, fetched.content_type, fetched.url, self._settings.max_body_bytes, fetched.headers
         )
         fetched_at = self._now()
         items: dict[str, Item] = {}
@@ -90,7 +113,7 @@ class FeedPoller:
             list(items.values()),
             self._store.seen_state(url, items),
             self._store.url_owners(i.canonical_url for i in items.values()),
-            self._store.is_first_poll(url),
+            state.first_poll,
             fetched_at,
             timedelta(seconds=self._settings.backfill),
             self._settings.backfill_max_items,
@@ -104,10 +127,47 @@ class FeedPoller:
             )
         if decision.remember:
             self._store.remember(url, decision.remember, decision.claims, decision.also_in)
+        self._store.record_success(url, fetched.validators, fetched.moved_to)
+        self._recovered(url, recovered)
         self._metrics.items_published.inc(decision.counts["new"])
         self._metrics.items_updated.inc(decision.counts["updated"])
         self._metrics.items_duplicate.labels("seen").inc(decision.counts["seen"])
         self._metrics.items_duplicate.labels("same_url").inc(decision.counts["same_url"])
         self._metrics.items_backfill_skipped.inc(decision.counts["backfill"])
-        self._store.save_validators(url, result.validators)
-        return "ok"
+        published = [i.published for i in items.values() if i.published and "date_missing" not in i.flags]
+        feed_meta = {k: v for k, v in parsed.meta.items() if isinstance(k, str)}
+        hints = hints_from(feed_meta, fetched.body, fetched.headers.get("cache-control", ""))
+        return PollResult("ok", gap=observed_gap(published), hints=hints)
+
+    def _failed(self, url: str, exc: FetchError) -> PollResult:
+        gone = isinstance(exc, HttpStatusError) and exc.status == 410
+        retry_after = None
+        if isinstance(exc, HttpStatusError) and exc.status in (429, 503):
+            retry_after = parse_retry_after(exc.retry_after, self._now())
+        before = self._store.feed_state(url).status
+        status = "gone" if gone else None
+        state = self._store.record_failure(url, str(exc), status)
+        if not gone and state.failures >= self._settings.unhealthy_after and before == "active":
+            self._store.set_status(url, "unhealthy")
+            state = self._store.feed_state(url)
+        log.warning(
+            "poll failed",
+            extra={"feed": url, "outcome": exc.outcome, "failures": state.failures, "error": str(exc)},
+        )
+        if state.status != before:
+            self._announce(url, state.status, state.failures, str(exc))
+        return PollResult(exc.outcome, state.status, state.failures, retry_after=retry_after)
+
+    def _recovered(self, url: str, was_unhealthy: bool) -> None:
+        if was_unhealthy:
+            self._announce(url, "active", 0, "")
+
+    def _announce(self, url: str, status: str, failures: int, error: str) -> None:
+        """Log and publish a health change (best effort: the poll result stands either way)."""
+        level = logging.INFO if status == "active" else logging.ERROR
+        log.log(level, "feed health changed", extra={"feed": url, "status": status, "failures": failures})
+        event = FeedHealth(feed_url=url, status=status, failures=failures, error=error[:2000], at=self._now())  # type: ignore[arg-type]
+        try:
+            self._publisher.publish([Record(FEED_HEALTH, url, encode(event))])
+        except PublishError as exc:
+            log.error("could not publish the feed-health event", extra={"feed": url, "error": str(exc)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import (
     Column,
@@ -47,7 +48,30 @@ MIGRATIONS: list[list[str]] = [
         "feed_url VARCHAR(2048) NOT NULL, also_in TEXT NOT NULL DEFAULT '', first_seen DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX fetcher_urls_by_age ON fetcher_urls (first_seen)",
     ],
+    [
+        "ALTER TABLE fetcher_feeds ADD COLUMN current_url VARCHAR(2048)",
+        "ALTER TABLE fetcher_feeds ADD COLUMN failures INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE fetcher_feeds ADD COLUMN status VARCHAR(16) NOT NULL DEFAULT 'active'",
+        "ALTER TABLE fetcher_feeds ADD COLUMN last_error TEXT",
+        "ALTER TABLE fetcher_feeds ADD COLUMN polled_ok_at DOUBLE PRECISION",
+        "UPDATE fetcher_feeds SET polled_ok_at = updated_at",
+    ],
 ]
+
+#: Feed status values: polled normally; failing ``unhealthy_after`` times in a row (still
+#: polled, at the maximum interval); answered 410 Gone (no longer polled).
+STATUSES = ("active", "unhealthy", "gone")
+
+
+@dataclass(frozen=True)
+class FeedState:
+    url: str
+    current_url: str
+    validators: Validators
+    failures: int
+    status: str
+    first_poll: bool
+
 
 _meta = MetaData()
 FEEDS = Table(
@@ -57,6 +81,11 @@ FEEDS = Table(
     Column("etag", Text),
     Column("last_modified", Text),
     Column("updated_at", Float, nullable=False),
+    Column("current_url", String(2048)),
+    Column("failures", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("last_error", Text),
+    Column("polled_ok_at", Float),
 )
 SEEN = Table(
     "fetcher_seen",
@@ -92,25 +121,67 @@ class FetcherStore:
         self._url_window = url_window
         migrate(engine, COMPONENT, MIGRATIONS)
 
-    def is_first_poll(self, url: str) -> bool:
-        """True until a poll of ``url`` has completed (its validators row is written last)."""
+    def feed_state(self, url: str) -> FeedState:
         with transaction(self._engine, "reading feed state") as conn:
-            return conn.execute(select(FEEDS.c.url).where(FEEDS.c.url == url)).first() is None
+            row = conn.execute(select(FEEDS).where(FEEDS.c.url == url)).first()
+        if row is None:
+            return FeedState(url, url, Validators(), 0, "active", True)
+        return FeedState(
+            url,
+            row.current_url or url,
+            Validators(row.etag, row.last_modified),
+            row.failures,
+            row.status,
+            row.polled_ok_at is None,
+        )
+
+    def is_first_poll(self, url: str) -> bool:
+        """True until a poll of ``url`` has completed (recorded only after its items are safe)."""
+        return self.feed_state(url).first_poll
 
     def validators(self, url: str) -> Validators:
-        with transaction(self._engine, "reading feed validators") as conn:
-            row = conn.execute(select(FEEDS.c.etag, FEEDS.c.last_modified).where(FEEDS.c.url == url)).first()
-        return Validators(row.etag, row.last_modified) if row else Validators()
+        return self.feed_state(url).validators
 
     def save_validators(self, url: str, validators: Validators) -> None:
-        row = {
+        self.record_success(url, validators)
+
+    def record_success(self, url: str, validators: Validators, current_url: str | None = None) -> None:
+        """A completed poll: validators saved, failures reset, status active."""
+        now = self._clock()
+        row: dict[str, object] = {
             "url": url,
             "etag": validators.etag,
             "last_modified": validators.last_modified,
-            "updated_at": self._clock(),
+            "updated_at": now,
+            "failures": 0,
+            "status": "active",
+            "last_error": None,
+            "polled_ok_at": now,
         }
-        with transaction(self._engine, "saving feed validators") as conn:
+        if current_url is not None:
+            row["current_url"] = current_url
+        with transaction(self._engine, "saving feed state") as conn:
             upsert(conn, FEEDS, [row], ["url"])
+
+    def record_failure(self, url: str, error: str, status: str | None = None) -> FeedState:
+        """Count one more failure in a row (and set ``status`` if given); returns the new state."""
+        current = self.feed_state(url)
+        row: dict[str, object] = {
+            "url": url,
+            "etag": current.validators.etag,
+            "last_modified": current.validators.last_modified,
+            "updated_at": self._clock(),
+            "failures": current.failures + 1,
+            "status": status or current.status,
+            "last_error": error[:2000],
+        }
+        with transaction(self._engine, "saving feed state") as conn:
+            upsert(conn, FEEDS, [row], ["url"])
+        return self.feed_state(url)
+
+    def set_status(self, url: str, status: str) -> None:
+        with transaction(self._engine, "saving feed state") as conn:
+            conn.execute(update(FEEDS).where(FEEDS.c.url == url).values(status=status))
 
     def seen_state(self, feed_url: str, item_ids: Iterable[str]) -> dict[str, Known]:
         """Content hash and revision of the ids of ``item_ids`` already in the seen-set."""

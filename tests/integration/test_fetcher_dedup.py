@@ -54,8 +54,8 @@ def test_dedup_revisions_and_backfill(
     client = make_client(settings, NetGuard([ipaddress.ip_network("127.0.0.0/8")]))
     poller = FeedPoller(client, store, publisher, metrics, settings, Health())
     try:
-        assert poller.poll(f"{base}/a.xml") == "ok"
-        assert poller.poll(f"{base}/b.xml") == "ok"
+        assert poller.poll(f"{base}/a.xml").outcome == "ok"
+        assert poller.poll(f"{base}/b.xml").outcome == "ok"
         # The story's title changes materially; a cosmetic change elsewhere does not count.
         feeds.set_feed(
             "/a.xml",
@@ -65,8 +65,8 @@ def test_dedup_revisions_and_backfill(
                 entry("a-old", "LAST WEEK'S NEWS!", "https://news.example/old", 72),
             ],
         )
-        assert poller.poll(f"{base}/a.xml") == "ok"
-        assert poller.poll(f"{base}/a.xml") == "not_modified"
+        assert poller.poll(f"{base}/a.xml").outcome == "ok"
+        assert poller.poll(f"{base}/a.xml").outcome == "not_modified"
     finally:
         client.close()
         publisher.close()

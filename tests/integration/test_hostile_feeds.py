@@ -168,7 +168,7 @@ def test_hostile_feeds_are_refused_or_contained(
             before = {o: metrics.polls.labels(o)._value.get() for o in allowed}
             tracemalloc.start()
             started = time.perf_counter()
-            outcome = poller.poll(hostile_server + path)
+            outcome = poller.poll(hostile_server + path).outcome
             elapsed = time.perf_counter() - started
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()

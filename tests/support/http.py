@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +20,7 @@ Route = Callable[[dict[str, str]], Reply]
 
 
 @contextmanager
-def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
+def serve(routes: Mapping[str, Route]) -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
     """Yield (base_url, request log); each route gets the request headers and returns a Reply."""
     seen: list[tuple[str, dict[str, str]]] = []
 
