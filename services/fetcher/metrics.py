@@ -11,6 +11,7 @@ from newswatch.shared.metrics import PipelineMetrics
 OUTCOMES = (
     "ok",
     "not_modified",
+    "unchanged",
     "http_error",
     "network_error",
     "blocked",

@@ -7,6 +7,7 @@ Kafka acknowledged them. It returns what the scheduler needs to choose the next 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class PollResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("ok", "not_modified")
+        return self.outcome in ("ok", "not_modified", "unchanged")
 
 
 class FeedPoller:
@@ -98,6 +99,11 @@ class FeedPoller:
             self._recovered(url, recovered)
             return PollResult("not_modified")
         self._metrics.bytes.inc(len(fetched.body))
+        body_hash = hashlib.sha256(fetched.body).hexdigest()
+        if body_hash == state.body_hash:  # same bytes as the last complete poll: nothing new to parse
+            self._store.record_success(url, fetched.validators, fetched.moved_to)
+            self._recovered(url, recovered)
+            return PollResult("unchanged")
         parsed = parse_feed(
             fetched.body, fetched.content_type, fetched.url, self._settings.max_body_bytes, fetched.headers
         )
@@ -127,7 +133,7 @@ class FeedPoller:
             )
         if decision.remember:
             self._store.remember(url, decision.remember, decision.claims, decision.also_in)
-        self._store.record_success(url, fetched.validators, fetched.moved_to)
+        self._store.record_success(url, fetched.validators, fetched.moved_to, body_hash)
         self._recovered(url, recovered)
         self._metrics.items_published.inc(decision.counts["new"])
         self._metrics.items_updated.inc(decision.counts["updated"])

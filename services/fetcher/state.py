@@ -56,6 +56,7 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE fetcher_feeds ADD COLUMN polled_ok_at DOUBLE PRECISION",
         "UPDATE fetcher_feeds SET polled_ok_at = updated_at",
     ],
+    ["ALTER TABLE fetcher_feeds ADD COLUMN body_hash VARCHAR(64)"],
 ]
 
 #: Feed status values: polled normally; failing ``unhealthy_after`` times in a row (still
@@ -71,6 +72,7 @@ class FeedState:
     failures: int
     status: str
     first_poll: bool
+    body_hash: str = ""
 
 
 _meta = MetaData()
@@ -86,6 +88,7 @@ FEEDS = Table(
     Column("status", String(16), nullable=False),
     Column("last_error", Text),
     Column("polled_ok_at", Float),
+    Column("body_hash", String(64)),
 )
 SEEN = Table(
     "fetcher_seen",
@@ -133,6 +136,7 @@ class FetcherStore:
             row.failures,
             row.status,
             row.polled_ok_at is None,
+            row.body_hash or "",
         )
 
     def is_first_poll(self, url: str) -> bool:
@@ -145,8 +149,10 @@ class FetcherStore:
     def save_validators(self, url: str, validators: Validators) -> None:
         self.record_success(url, validators)
 
-    def record_success(self, url: str, validators: Validators, current_url: str | None = None) -> None:
-        """A completed poll: validators saved, failures reset, status active."""
+    def record_success(
+        self, url: str, validators: Validators, current_url: str | None = None, body_hash: str | None = None
+    ) -> None:
+        """A completed poll: validators (and the body's hash) saved, failures reset, status active."""
         now = self._clock()
         row: dict[str, object] = {
             "url": url,
@@ -160,6 +166,8 @@ class FetcherStore:
         }
         if current_url is not None:
             row["current_url"] = current_url
+        if body_hash is not None:
+            row["body_hash"] = body_hash
         with transaction(self._engine, "saving feed state") as conn:
             upsert(conn, FEEDS, [row], ["url"])
 

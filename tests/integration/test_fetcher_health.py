@@ -66,7 +66,8 @@ def test_feed_health_transitions(
             assert moved.hints.min_seconds == 1800  # ttl 30 min beats max-age 60 s
             assert store.feed_state(f"{base}/moved").current_url == f"{base}/feed"
             seen.clear()
-            assert poller.poll(f"{base}/moved").outcome == "ok"
+            # Same bytes and no validators: the body is not parsed again.
+            assert poller.poll(f"{base}/moved").outcome == "unchanged"
             assert [p for p, _ in seen] == ["/feed"]  # the stored URL is polled, not the old one
 
             gone = poller.poll(f"{base}/gone")
