@@ -8,9 +8,8 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 
@@ -20,48 +19,31 @@ from newswatch.shared.contract import Enclosure, Item, Source
 _SPACE = re.compile(r"\s+")
 
 
-class _TextExtractor(HTMLParser):
-    _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
-    _BLOCK = frozenset(
-        {"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "blockquote"}
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._BLOCK:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-        elif tag in self._BLOCK:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
+#: Plain dict lookups: FeedParserDict.get maps legacy aliases on every call, which costs more
+#: than the rest of normalization; the keys used here are feedparser's canonical ones.
+_get = dict.get
+_BLOCK_TAG = re.compile(r"<(/?)(p|br|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|pre|hr|dd|dt)\b", re.IGNORECASE)
+_TEXT_ONLY = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style", "noscript", "template", "title"})
 
 
 def plain_text(value: str) -> str:
-    """HTML or text → plain text: tags stripped, entities decoded, whitespace collapsed."""
-    if "<" in value or "&" in value:
-        extractor = _TextExtractor()
-        extractor.feed(value)
-        extractor.close()
-        value = html.unescape("".join(extractor.parts))
+    """HTML or text → plain text: tags stripped, entities decoded, whitespace collapsed.
+
+    Block-level tags become spaces so that ``<p>a</p><p>b</p>`` reads "a b", not "ab".
+    """
+    if "<" in value:
+        value = html.unescape(_TEXT_ONLY.clean(_BLOCK_TAG.sub(r" <\1\2", value)))
+    elif "&" in value:
+        value = html.unescape(value)
     return _SPACE.sub(" ", value).strip()
 
 
 def item_id_for(feed_url: str, entry: Any) -> str:
     """Stable id: the entry's guid, else its link, else its title and date, within its feed."""
     identity = (
-        entry.get("id") or entry.get("link") or f"{entry.get('title', '')}|{entry.get('published', '')}"
+        _get(entry, "id")
+        or _get(entry, "link")
+        or f"{_get(entry, 'title', '')}|{_get(entry, 'published', '')}"
     )
     return hashlib.sha256(f"{feed_url}\x00{identity}".encode()).hexdigest()[:32]
 
@@ -96,44 +78,56 @@ def _parsed_time(entry: Any, key: str) -> datetime | None:
 
 def _language(entry: Any, feed_language: str) -> str:
     for key in ("title_detail", "summary_detail"):
-        detail = entry.get(key) or {}
+        detail = _get(entry, key) or {}
         if detail.get("language"):
             return str(detail["language"]).strip().lower()
-    for content in entry.get("content") or ():
+    for content in _get(entry, "content") or ():
         if content.get("language"):
             return str(content["language"]).strip().lower()
     return feed_language.strip().lower()
 
 
-def _content_html(entry: Any) -> str:
-    for content in entry.get("content") or ():
+def _content_html(entry: Any, base: str) -> str:
+    for content in _get(entry, "content") or ():
         if "html" in str(content.get("type", "")) and content.get("value"):
-            return sanitize_html(str(content["value"]))
-    detail = entry.get("summary_detail") or {}
-    if "html" in str(detail.get("type", "")) and entry.get("summary"):
-        return sanitize_html(str(entry["summary"]))
+            return sanitize_html(str(content["value"]), str(content.get("base") or base))
+    detail = _get(entry, "summary_detail") or {}
+    if "html" in str(detail.get("type", "")) and _get(entry, "summary"):
+        return sanitize_html(str(entry["summary"]), str(detail.get("base") or base))
     return ""
 
 
-def sanitize_html(value: str) -> str:
-    """Untrusted feed HTML made safe to render: no scripts, styles, handlers or javascript: links."""
-    return nh3.clean(value[:MAX_CONTENT_CHARS], link_rel="noopener noreferrer nofollow")
+def sanitize_html(value: str, base: str = "") -> str:
+    """Untrusted feed HTML made safe to render: no scripts, styles, handlers or javascript: links.
+
+    Relative ``href``/``src`` are made absolute against ``base`` (the entry's link or the
+    feed URL), so the HTML still works when shown in an email or a chat message.
+    """
+
+    def absolute(_tag: str, attribute: str, value: str) -> str | None:
+        if attribute in ("href", "src") and base and "://" not in value[:12]:
+            return urljoin(base, value)
+        return value
+
+    return nh3.clean(
+        value[:MAX_CONTENT_CHARS], link_rel="noopener noreferrer nofollow", attribute_filter=absolute
+    )
 
 
 def _names(entry: Any) -> tuple[str, ...]:
     names = []
-    for author in entry.get("authors") or ():
+    for author in _get(entry, "authors") or ():
         name = plain_text(str(author.get("name") or author.get("email") or ""))
         if name and name not in names:
             names.append(name)
-    if not names and entry.get("author"):
+    if not names and _get(entry, "author"):
         names.append(plain_text(str(entry["author"])))
     return tuple(names)
 
 
 def _categories(entry: Any) -> tuple[str, ...]:
     terms: list[str] = []
-    for tag in entry.get("tags") or ():
+    for tag in _get(entry, "tags") or ():
         term = plain_text(str(tag.get("label") or tag.get("term") or ""))
         if term and term not in terms:
             terms.append(term)
@@ -142,7 +136,7 @@ def _categories(entry: Any) -> tuple[str, ...]:
 
 def _enclosures(entry: Any, base: str) -> tuple[Enclosure, ...]:
     out = []
-    for enc in entry.get("enclosures") or ():
+    for enc in entry.get("enclosures") or ():  # derived by FeedParserDict from rel=enclosure links
         url = canonical_url(str(enc.get("href") or enc.get("url") or ""), base)
         if not url:
             continue
@@ -157,8 +151,8 @@ def _enclosures(entry: Any, base: str) -> tuple[Enclosure, ...]:
 
 def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item:
     """One feedparser entry as a contract Item (pure: same input, same output)."""
-    summary = str(entry.get("summary") or "")
-    if not summary and entry.get("content"):
+    summary = str(_get(entry, "summary") or "")
+    if not summary and _get(entry, "content"):
         summary = str(entry["content"][0].get("value", ""))
     published = _parsed_time(entry, "published_parsed")
     updated = _parsed_time(entry, "updated_parsed")
@@ -170,18 +164,18 @@ def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item
     elif when > fetched_at + FUTURE_SKEW:
         when = fetched_at
         flags.append("date_in_future")
-    link = str(entry.get("link") or "")
+    link = str(_get(entry, "link") or "")
     return Item(
         item_id=item_id_for(feed.url, entry),
         url=link,
         canonical_url=canonical_url(link, feed.url),
-        title=plain_text(str(entry.get("title") or "")),
+        title=plain_text(str(_get(entry, "title") or "")),
         summary=plain_text(summary)[:MAX_SUMMARY_CHARS],
-        content_html=_content_html(entry),
+        content_html=_content_html(entry, urljoin(feed.url, link) if link else feed.url),
         published=when,
         updated=updated,
         fetched_at=fetched_at,
-        guid=str(entry.get("id") or ""),
+        guid=str(_get(entry, "id") or ""),
         language=_language(entry, feed.language),
         authors=_names(entry),
         categories=_categories(entry),

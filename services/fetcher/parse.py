@@ -118,7 +118,11 @@ def parse_feed(
         return parse_json_feed(body, url)
     body = strip_internal_subset(body)
     response_headers = {"content-location": url, **(headers or {}), "content-type": content_type}
-    result = feedparser.parse(body, response_headers=response_headers)
+    # feedparser's HTML passes are switched off: titles and summaries become plain text, and
+    # rich content is sanitized by nh3 in normalize, which also makes its links absolute.
+    result = feedparser.parse(
+        body, response_headers=response_headers, sanitize_html=False, resolve_relative_uris=False
+    )
     version = result.get("version", "")
     feed = result.get("feed", {})
     if not version and not result.entries:

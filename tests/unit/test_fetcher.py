@@ -191,3 +191,16 @@ def test_sanitize_html_keeps_structure_and_drops_active_content() -> None:
         '<p style="x">a<iframe src="https://e/"></iframe><img src="https://e/i.png" onerror="x"></p>'
     )
     assert cleaned == '<p>a<img src="https://e/i.png"></p>'
+
+
+def test_sanitized_content_links_are_absolute() -> None:
+    html = '<p><a href="/story/2">next</a> <img src="pics/a.png"> <a href="https://other.example/x">x</a></p>'
+    cleaned = sanitize_html(html, "https://news.example/world/story-1")
+    assert 'href="https://news.example/story/2"' in cleaned
+    assert 'src="https://news.example/world/pics/a.png"' in cleaned
+    assert 'href="https://other.example/x"' in cleaned
+
+
+def test_plain_text_separates_blocks_and_drops_scripts() -> None:
+    assert plain_text("<p>one</p><p>two</p><br>three<script>x()</script>") == "one two three"
+    assert plain_text("<b>bo</b>ld &amp; &lt;tag&gt;") == "bold & <tag>"
