@@ -10,66 +10,42 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
-
-from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from newswatch.matcher.errors import QueryError
 from newswatch.matcher.metrics import MatcherMetrics
 from newswatch.matcher.topics import TopicSet
 from newswatch.shared.contract import TOPICS, TopicDefinition, decode
-from newswatch.shared.errors import ContractError, KafkaUnavailableError
+from newswatch.shared.errors import ContractError
+from newswatch.shared.table import TableReader
 
 log = logging.getLogger(__name__)
 
 
 class TopicTable:
     def __init__(self, consumer: Any, metrics: MatcherMetrics) -> None:
-        self._consumer = consumer
+        self._reader = TableReader(consumer, TOPICS)
         self._metrics = metrics
         self.topics = TopicSet()
-        self._partitions: list[TopicPartition] = []
 
     def assign(self, stop: threading.Event, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not stop.is_set() and time.monotonic() < deadline:
-            parts = self._consumer.partitions_for_topic(TOPICS)
-            if parts:
-                self._partitions = [TopicPartition(TOPICS, p) for p in sorted(parts)]
-                self._consumer.assign(self._partitions)
-                self._consumer.seek_to_beginning(*self._partitions)
-                return
-            time.sleep(0.2)
-        raise KafkaUnavailableError(f"no partitions found for {TOPICS} within {timeout:.0f}s")
+        self._reader.assign(stop, timeout)
 
     def catch_up(self, stop: threading.Event, timeout: float = 60.0) -> None:
         """Apply every definition up to the highwater seen at start-up."""
-        deadline = time.monotonic() + timeout
-        while not stop.is_set() and time.monotonic() < deadline:
-            self.poll(200)
-            highs = [self._consumer.highwater(tp) for tp in self._partitions]
-            if all(h is not None for h in highs) and all(
-                self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
-            ):
-                log.info("topic set loaded", extra={"topics": len(self.topics)})
-                return
-        if not stop.is_set():
-            raise KafkaUnavailableError(f"could not read {TOPICS} to its end within {timeout:.0f}s")
+        self._reader.catch_up(stop, self._apply_all, timeout)
+        log.info("topic set loaded", extra={"topics": len(self.topics)})
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
     def poll(self, timeout_ms: int = 0) -> None:
-        try:
-            batch = self._consumer.poll(timeout_ms=timeout_ms)
-        except KafkaError as exc:
-            raise KafkaUnavailableError(f"reading {TOPICS} failed: {exc}") from exc
+        self._reader.poll(self._apply_all, timeout_ms)
+
+    def _apply_all(self, records: list[Any]) -> None:
         topics = self.topics
-        for messages in batch.values():
-            for message in messages:
-                topics = self._apply(topics, message)
+        for message in records:
+            topics = self._apply(topics, message)
         if topics is not self.topics:
             self.topics = topics  # one reference swap: items see old or new, never half
             self._metrics.topics_loaded.set(len(topics))

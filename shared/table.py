@@ -1,0 +1,67 @@
+"""Reading a compacted Kafka topic as a table (latest value per key), on every replica.
+
+Used for ``newswatch.topics`` (matcher) and ``newswatch.feeds`` (fetcher): every replica
+needs the whole table, so it reads all partitions without a consumer group, from the
+beginning. ``catch_up`` reads up to the highwater seen at start-up, so a service does not
+start work with half a table. The highwater comes from the consumer's own fetches, not from
+the broker's end offsets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+
+from newswatch.shared.errors import KafkaUnavailableError
+
+Apply = Callable[[list[Any]], None]
+
+
+class TableReader:
+    def __init__(self, consumer: Any, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._partitions: list[TopicPartition] = []
+
+    def assign(self, stop: threading.Event, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            parts = self._consumer.partitions_for_topic(self._topic)
+            if parts:
+                self._partitions = [TopicPartition(self._topic, p) for p in sorted(parts)]
+                self._consumer.assign(self._partitions)
+                self._consumer.seek_to_beginning(*self._partitions)
+                return
+            time.sleep(0.2)
+        raise KafkaUnavailableError(f"no partitions found for {self._topic} within {timeout:.0f}s")
+
+    def catch_up(self, stop: threading.Event, apply: Apply, timeout: float = 60.0) -> None:
+        """Apply every record up to the highwater seen at start-up."""
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            self.poll(apply, 200)
+            highs = [self._consumer.highwater(tp) for tp in self._partitions]
+            if all(h is not None for h in highs) and all(
+                self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
+            ):
+                return
+        if not stop.is_set():
+            raise KafkaUnavailableError(f"could not read {self._topic} to its end within {timeout:.0f}s")
+
+    def poll(self, apply: Apply, timeout_ms: int = 0) -> None:
+        """Hand every record fetched now to ``apply`` in one call (empty batches are skipped)."""
+        try:
+            batch = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}") from exc
+        records = [m for messages in batch.values() for m in messages]
+        if records:
+            apply(records)
+
+    def close(self) -> None:
+        self._consumer.close()
