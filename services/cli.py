@@ -77,6 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path(".newswatch/demo"), help="wiped and reused per run"
     )
 
+    feeds = sub.add_parser("feeds", help="change the running fetchers' feed list; import/export OPML")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    for action, what in (
+        ("add", "poll these feeds from now on"),
+        ("remove", "stop polling these feeds (overrides the config file)"),
+        ("pause", "stop polling these feeds until `resume`"),
+        ("resume", "poll paused feeds again"),
+    ):
+        p = feeds_sub.add_parser(action, help=what)
+        p.add_argument("urls", nargs="+", metavar="URL")
+        if action in ("add", "resume"):
+            p.add_argument("--interval", help="fixed poll interval such as 10m (default: adaptive)")
+    imp = feeds_sub.add_parser("import", help="add every feed of an OPML file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--interval", help="fixed poll interval such as 10m (default: adaptive)")
+    exp = feeds_sub.add_parser("export", help="write the effective feed list as OPML")
+    exp.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    feeds_sub.add_parser("list", help="show the effective feed list and runtime changes")
+    for p in (feeds, *feeds_sub.choices.values()):
+        config_arg(p)
+        p.add_argument("--bootstrap", help="broker host:port (default: config, env, or the running `up`)")
+
     apply = sub.add_parser("apply", help="load a config file's topics into the running system")
     apply.add_argument("-f", "--file", type=Path, required=True, help="YAML file with a `topics:` list")
     config_arg(apply)
@@ -105,6 +127,8 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return _broker(args.port)
     if command == "apply":
         return _apply(args)
+    if command == "feeds":
+        return _feeds(args)
     if command == "demo":
         from newswatch.demo.run import run_demo
 
@@ -158,4 +182,50 @@ def _apply(args: argparse.Namespace) -> int:
     bootstrap = resolve_bootstrap(args.bootstrap, config)
     applied = apply_topics(bootstrap, config, document)
     print(f"applied {len(applied)} topic(s) to {bootstrap}: {', '.join(applied)}")
+    return 0
+
+
+def _feeds(args: argparse.Namespace) -> int:
+    from newswatch import feeds_cli
+    from newswatch.apply import resolve_bootstrap
+    from newswatch.shared.durations import parse_duration
+
+    config = load_config(args.config)
+    bootstrap = resolve_bootstrap(args.bootstrap, config)
+    action: str = args.feeds_command
+    interval = None
+    if getattr(args, "interval", None):
+        try:
+            interval = parse_duration(args.interval)
+        except ValueError as exc:
+            raise ConfigError(f"--interval: {exc}") from exc
+        if interval < 1:
+            raise ConfigError("--interval: must be at least 1s")
+    if action == "import":
+        count = feeds_cli.import_opml(bootstrap, config, args.file, interval)
+        print(f"imported {count} feed(s) from {args.file} to {bootstrap}")
+    elif action == "export":
+        text = feeds_cli.export_opml(bootstrap, config)
+        if args.output:
+            args.output.write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}")
+        else:
+            sys.stdout.write(text)
+    elif action == "list":
+        feeds, overrides = feeds_cli.current_feeds(bootstrap, config)
+        for url in sorted(feeds.keys() | overrides.keys()):
+            definition = overrides.get(url)
+            shown = definition.state if definition else "active"
+            source = "runtime" if definition else "config"
+            interval_s = feeds[url].interval if url in feeds else None
+            print(f"{shown:<8} {source:<8} {interval_s or 'adaptive'!s:<9} {url}")
+    else:
+        states: dict[str, feeds_cli.State] = {
+            "add": "active",
+            "resume": "active",
+            "remove": "removed",
+            "pause": "paused",
+        }
+        feeds_cli.publish_feeds(bootstrap, config, [(u, "") for u in args.urls], states[action], interval)
+        print(f"{action}: {len(args.urls)} feed(s) on {bootstrap}")
     return 0

@@ -121,6 +121,10 @@ class FetcherSettings(_Frozen):
     unhealthy_after: int = Field(default=10, ge=1, description="failures in a row that make a feed unhealthy")
     per_host: int = Field(default=2, ge=1, le=64, description="concurrent fetches per host (politeness)")
     start_spread: Duration = Field(default=10.0, ge=0, description="first polls are spread over this long")
+    replica: int = Field(
+        default=0, ge=0, description="this fetcher's index among `replicas` (e.g. a pod ordinal)"
+    )
+    replicas: int = Field(default=1, ge=1, le=1024, description="fetcher replicas splitting the feed list")
     backfill: Duration = Field(
         default=86400.0, ge=0, description="first poll: publish only items newer than this"
     )
@@ -130,6 +134,12 @@ class FetcherSettings(_Frozen):
     url_dedup_window: Duration = Field(
         default=7 * 86400.0, gt=0, description="how long a canonical URL is remembered"
     )
+
+    @model_validator(mode="after")
+    def _replica_in_range(self) -> Self:
+        if self.replica >= self.replicas:
+            raise ValueError(f"replica must be below replicas ({self.replicas}), got {self.replica}")
+        return self
 
 
 class NotifierSettings(_Frozen):

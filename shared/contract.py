@@ -26,12 +26,14 @@ ALERTS = "newswatch.alerts"
 """Every alert delivered to a subscriber. Key: subscription_id. Producer: notifier."""
 DLQ = "newswatch.dlq"
 """Poison messages, with the error in headers. Key: the original key."""
+FEEDS = "newswatch.feeds"
+"""Feeds added, changed, paused or removed at runtime (value = FeedDefinition). Key: feed URL."""
 FEED_HEALTH = "newswatch.feed-health"
 """A feed changed health (unhealthy, recovered, gone). Key: feed URL. Producer: fetcher."""
 
-ALL_TOPICS = (ITEMS, MATCHES, TOPICS, ALERTS, DLQ, FEED_HEALTH)
+ALL_TOPICS = (ITEMS, MATCHES, TOPICS, FEEDS, ALERTS, DLQ, FEED_HEALTH)
 #: Topics whose latest value per key is the state (compacted on Apache Kafka).
-COMPACTED_TOPICS = frozenset({TOPICS})
+COMPACTED_TOPICS = frozenset({TOPICS, FEEDS})
 
 #: Header names of records on the DLQ.
 DLQ_HEADERS = ("error", "error_type", "source_topic", "source_partition", "source_offset", "service")
@@ -131,6 +133,16 @@ class Alert(_Payload):
     item: Item
     reason: MatchReason
     delivered_at: datetime
+
+
+class FeedDefinition(_Payload):
+    """A runtime change to the feed list; overrides the config file's entry for ``url``."""
+
+    url: str
+    state: Literal["active", "paused", "removed"] = "active"
+    interval: float | None = Field(default=None, ge=1.0)
+    title: str = ""
+    updated_at: datetime
 
 
 class FeedHealth(_Payload):

@@ -7,6 +7,7 @@ jobs, spread out by jitter instead of firing on the same second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -15,10 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from prometheus_client import CollectorRegistry
 
+from newswatch.fetcher.feed_table import FeedTable
 from newswatch.fetcher.http_fetch import make_client
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.politeness import HostLimiter
@@ -30,7 +33,7 @@ from newswatch.shared.contract import ALL_TOPICS
 from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
-from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
+from newswatch.shared.kafka_io import Publisher, ensure_topics, make_consumer, producer_factory
 from newswatch.shared.netguard import NetGuard
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,17 @@ class FeedScheduler:
         self._lock = threading.Lock()
         self._status: dict[str, str] = {}
         self._learned: dict[str, PollResult] = {}  # last full poll per feed: its gap and hints
+        self._active: dict[str, FeedConfig] = {}  # the feeds this replica polls now
+
+    @property
+    def feeds(self) -> dict[str, FeedConfig]:
+        with self._lock:
+            return dict(self._active)
 
     def start(self, feed: FeedConfig, status: str, spread: float) -> None:
+        """Poll ``feed`` from now on (again, with its new settings, if it was already polled)."""
+        with self._lock:
+            self._active[feed.url] = feed
         self._set_status(feed.url, status)
         if status == "gone":
             log.warning("feed answered 410 Gone earlier and is not polled", extra={"feed": feed.url})
@@ -68,7 +80,19 @@ class FeedScheduler:
         delay = self._rand() * min(spread, feed.interval or self._policy.min_interval)
         self._schedule(feed, self._now() + timedelta(seconds=delay))
 
+    def stop(self, url: str) -> None:
+        """Stop polling ``url`` (paused or removed); a poll in flight finishes and is not rescheduled."""
+        with self._lock:
+            self._active.pop(url, None)
+            self._status.pop(url, None)
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(url)
+        self._set_status(url, None)
+
     def _schedule(self, feed: FeedConfig, when: datetime) -> None:
+        with self._lock:
+            if self._active.get(feed.url) is not feed:
+                return  # stopped or replaced meanwhile
         self._scheduler.add_job(
             self._run,
             DateTrigger(when),
@@ -100,9 +124,10 @@ class FeedScheduler:
             )
         self._schedule(feed, when)
 
-    def _set_status(self, url: str, status: str) -> None:
+    def _set_status(self, url: str, status: str | None) -> None:
         with self._lock:
-            self._status[url] = status
+            if status is not None and url in self._active:
+                self._status[url] = status
             counts = Counter(self._status.values())
         for name in STATUSES:
             self._metrics.feeds.labels(name).set(counts.get(name, 0))
@@ -132,26 +157,57 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(settings.concurrency)}, timezone=UTC
     )
+    table: FeedTable | None = None
     try:
         health.set_not_ready("creating Kafka topics")
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
         poller = FeedPoller(client, store, publisher, metrics, settings, health)
         policy = Policy(settings.min_interval, settings.max_interval, settings.unhealthy_after)
         feeds = FeedScheduler(scheduler, poller, HostLimiter(settings.per_host), policy, metrics)
-        for feed in config.feeds:
+        health.set_not_ready("loading runtime feed changes")
+        table = FeedTable(
+            make_consumer(bootstrap, config.kafka, None, "newswatch-fetcher-feeds"),
+            config.feeds,
+            settings.replica,
+            settings.replicas,
+        )
+        table.load(stop)
+        for feed in table.mine().values():
             feeds.start(feed, store.feed_state(feed.url).status, settings.start_spread)
         scheduler.start()
         health.set_ready()
-        if not config.feeds:
-            log.warning("no feeds configured; add some under `feeds:` in the config file")
+        log.info(
+            "polling feeds",
+            extra={"feeds": len(feeds.feeds), "replica": settings.replica, "replicas": settings.replicas},
+        )
+        if not feeds.feeds:
+            log.warning("no feeds to poll; add some under `feeds:` or with `newswatch feeds add URL`")
         while not stop.wait(1.0):
             health.beat()
+            if table.poll():
+                _reconcile(feeds, table.mine(), store, settings.start_spread)
     finally:
         health.set_not_ready("stopping")
         if scheduler.running:
             scheduler.shutdown(wait=True)
+        if table is not None:
+            table.close()
         publisher.close()
         client.close()
         store.close()
         server.stop()
         log.info("fetcher stopped")
+
+
+def _reconcile(
+    feeds: FeedScheduler, wanted: dict[str, FeedConfig], store: FetcherStore, spread: float
+) -> None:
+    """Apply a runtime change of the feed list without restarting anything."""
+    current = feeds.feeds
+    for url in current.keys() - wanted.keys():
+        feeds.stop(url)
+        log.info("feed no longer polled (paused or removed)", extra={"feed": url})
+    for url, feed in wanted.items():
+        if current.get(url) != feed:
+            feeds.start(feed, store.feed_state(url).status, spread)
+            log.info("feed polled from now on", extra={"feed": url, "interval": feed.interval})
