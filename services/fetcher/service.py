@@ -91,7 +91,7 @@ class FeedScheduler:
 
     def _schedule(self, feed: FeedConfig, when: datetime) -> None:
         with self._lock:
-            if self._active.get(feed.url) is not feed:
+            if self._active.get(feed.url) != feed:
                 return  # stopped or replaced meanwhile
         self._scheduler.add_job(
             self._run,
