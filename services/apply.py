@@ -9,16 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
-from newswatch import __version__
 from newswatch.matcher.errors import QueryError
 from newswatch.matcher.query import compile_query
 from newswatch.shared.config import Config
-from newswatch.shared.contract import ALL_TOPICS, TOPICS, TopicDefinition, encode
+from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.errors import ConfigError
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
-from newswatch.shared.metrics import PipelineMetrics
+from newswatch.shared.kafka_io import Record, publish_once
 
 BOOTSTRAP_FILE = "bootstrap"
 
@@ -49,19 +45,10 @@ def apply_topics(bootstrap: str, config: Config, topics: Config) -> list[str]:
             compile_query(topic.query)
         except QueryError as exc:
             raise ConfigError(f"topics[{index}] ({topic.id}): query: {exc}") from exc
-    ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
-    metrics = PipelineMetrics(CollectorRegistry(), "apply", __version__)
-    publisher = Publisher(
-        producer_factory(bootstrap, config.kafka, "newswatch-apply"), metrics, config.kafka.send_timeout
-    )
     now = datetime.now(UTC)
-    try:
-        publisher.publish(
-            [
-                Record(TOPICS, t.id, encode(TopicDefinition(id=t.id, query=t.query, updated_at=now)))
-                for t in topics.topics
-            ]
-        )
-    finally:
-        publisher.close()
+    records = [
+        Record(TOPICS, t.id, encode(TopicDefinition(id=t.id, query=t.query, updated_at=now)))
+        for t in topics.topics
+    ]
+    publish_once(bootstrap, config.kafka, records, "newswatch-apply")
     return [t.id for t in topics.topics]

@@ -13,16 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from prometheus_client import CollectorRegistry
-
-from newswatch import __version__
 from newswatch.fetcher.feed_table import FeedTable, effective_feeds
 from newswatch.fetcher.opml import OpmlFeed, read_opml, write_opml
-from newswatch.shared.config import Config, FeedConfig, _check_http_url
+from newswatch.shared.config import Config, FeedConfig, check_http_url
 from newswatch.shared.contract import ALL_TOPICS, FEEDS, FeedDefinition, encode
 from newswatch.shared.errors import ConfigError
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, make_consumer, producer_factory
-from newswatch.shared.metrics import PipelineMetrics
+from newswatch.shared.kafka_io import Record, ensure_topics, make_consumer, publish_once
 
 State = Literal["active", "paused", "removed"]
 
@@ -33,30 +29,19 @@ def publish_feeds(
     """Publish one definition per (url, title) and wait for the acknowledgements."""
     for url, _ in urls:
         try:
-            _check_http_url(url)
+            check_http_url(url)
         except ValueError as exc:
             raise ConfigError(f"feed {url!r}: {exc}") from exc
-    ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
-    metrics = PipelineMetrics(CollectorRegistry(), "feeds", __version__)
-    publisher = Publisher(
-        producer_factory(bootstrap, config.kafka, "newswatch-feeds"), metrics, config.kafka.send_timeout
-    )
     now = datetime.now(UTC)
-    try:
-        publisher.publish(
-            [
-                Record(
-                    FEEDS,
-                    url,
-                    encode(
-                        FeedDefinition(url=url, state=state, interval=interval, title=title, updated_at=now)
-                    ),
-                )
-                for url, title in urls
-            ]
+    records = [
+        Record(
+            FEEDS,
+            url,
+            encode(FeedDefinition(url=url, state=state, interval=interval, title=title, updated_at=now)),
         )
-    finally:
-        publisher.close()
+        for url, title in urls
+    ]
+    publish_once(bootstrap, config.kafka, records, "newswatch-feeds")
 
 
 def current_feeds(bootstrap: str, config: Config) -> tuple[dict[str, FeedConfig], dict[str, FeedDefinition]]:

@@ -38,14 +38,14 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
-def _check_http_url(value: str) -> str:
+def check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
     return value
 
 
-HttpUrlText = Annotated[str, BeforeValidator(lambda v: _check_http_url(str(v).strip()))]
+HttpUrlText = Annotated[str, BeforeValidator(lambda v: check_http_url(str(v).strip()))]
 
 
 class _Frozen(BaseModel):

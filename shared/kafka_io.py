@@ -24,9 +24,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
 
 from newswatch.shared.config import KafkaSettings
-from newswatch.shared.contract import COMPACTED_TOPICS, DLQ
+from newswatch.shared.contract import ALL_TOPICS, COMPACTED_TOPICS, DLQ
 from newswatch.shared.errors import KafkaUnavailableError, NewswatchError, PublishError
 from newswatch.shared.metrics import PipelineMetrics
 
@@ -168,6 +169,17 @@ class Publisher:
             producer, self._producer = self._producer, None
         if producer is not None:
             _close_producer(producer, timeout=5)
+
+
+def publish_once(bootstrap: str, settings: KafkaSettings, records: Sequence[Record], client_id: str) -> None:
+    """For command-line tools: create the topics if needed, publish, wait for every ack, close."""
+    ensure_topics(bootstrap, settings, ALL_TOPICS)
+    metrics = PipelineMetrics(CollectorRegistry(), client_id, "cli")
+    publisher = Publisher(producer_factory(bootstrap, settings, client_id), metrics, settings.send_timeout)
+    try:
+        publisher.publish(records)
+    finally:
+        publisher.close()
 
 
 def _close_producer(producer: ProducerLike, timeout: float) -> None:
