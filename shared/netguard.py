@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import httpcore
+import httpx
 
 from newswatch.shared.errors import BlockedAddressError
 
@@ -45,16 +48,67 @@ class NetGuard:
         self._allow = tuple(allow)
         self._resolver = resolver
 
-    def check(self, host: str, port: int) -> None:
-        """Raise BlockedAddressError if any address of ``host`` is not permitted."""
+    def check(self, host: str, port: int) -> str:
+        """The address to connect to; BlockedAddressError if any address of ``host`` is not permitted."""
         host = host.strip("[]")
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in self._resolver(host, port)]
+        if not addresses:
+            raise BlockedAddressError(f"{host} resolves to no address")
         for address in addresses:
             if not address_allowed(address, self._allow):
                 raise BlockedAddressError(
                     f"{host} resolves to {address}, which is not a public address; "
                     f"add its network to allow_networks to permit it"
                 )
+        return str(addresses[0])
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """Resolves and vets the host itself, then connects to that very address.
+
+    Checking a name and letting the HTTP library resolve it again leaves a window (DNS
+    rebinding: public at the check, 127.0.0.1 at the connect). Here the checked address is
+    the connected one, for every connection, redirects included. TLS still verifies the
+    certificate against the host name (httpcore passes it separately as SNI).
+    """
+
+    def __init__(self, guard: NetGuard, inner: httpcore.NetworkBackend | None = None) -> None:
+        self._guard = guard
+        self._inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        address = self._guard.check(host, port)
+        return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise BlockedAddressError(f"unix socket {path} refused")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def guarded_transport(guard: NetGuard, limits: httpx.Limits) -> httpx.HTTPTransport:
+    """An httpx transport whose every connection goes through GuardedBackend."""
+    transport = httpx.HTTPTransport(limits=limits)
+    # httpx builds its connection pool without a backend parameter; rebuild it with ours
+    # (same settings). httpx is pinned below 0.29 for this.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedBackend(guard),
+    )
+    return transport

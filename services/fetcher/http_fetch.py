@@ -17,7 +17,7 @@ from newswatch.fetcher.decode import ACCEPT_ENCODING, CappedDecoder
 from newswatch.fetcher.errors import BlockedError, HttpStatusError, NetworkError, TooLargeError
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.errors import BlockedAddressError
-from newswatch.shared.netguard import NetGuard
+from newswatch.shared.netguard import NetGuard, guarded_transport
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,16 @@ class FetchResult:
 def make_client(
     settings: FetcherSettings, guard: NetGuard, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """The shared client; every request (redirects too) passes the SSRF guard first."""
-
-    def check(request: httpx.Request) -> None:
-        url = request.url
-        port = url.port or (443 if url.scheme == "https" else 80)
-        guard.check(url.host, port)
-
+    """The shared client; every connection (redirects too) goes to an address the guard vetted."""
+    limits = httpx.Limits(
+        max_connections=settings.concurrency * 2, max_keepalive_connections=settings.concurrency
+    )
     return httpx.Client(
         headers={"User-Agent": settings.user_agent, "Accept": _ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
         timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
         follow_redirects=True,
         max_redirects=settings.max_redirects,
-        limits=httpx.Limits(
-            max_connections=settings.concurrency * 2, max_keepalive_connections=settings.concurrency
-        ),
-        event_hooks={"request": [check]},
-        transport=transport,
+        transport=transport or guarded_transport(guard, limits),
     )
 
 

@@ -11,7 +11,7 @@ import httpx
 from newswatch.notifier.errors import DeliveryError
 from newswatch.shared.contract import Match
 from newswatch.shared.errors import BlockedAddressError
-from newswatch.shared.netguard import NetGuard
+from newswatch.shared.netguard import NetGuard, guarded_transport
 
 
 def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: datetime) -> dict[str, Any]:
@@ -41,15 +41,12 @@ def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: 
 
 
 def make_client(timeout: float, guard: NetGuard, user_agent: str) -> httpx.Client:
-    def check(request: httpx.Request) -> None:
-        port = request.url.port or (443 if request.url.scheme == "https" else 80)
-        guard.check(request.url.host, port)
-
+    """Webhook client: every connection goes to an address the SSRF guard vetted."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,  # a webhook that redirects is misconfigured; never re-POST elsewhere
         headers={"User-Agent": user_agent},
-        event_hooks={"request": [check]},
+        transport=guarded_transport(guard, httpx.Limits()),
     )
 
 

@@ -58,13 +58,15 @@ def feeds_root() -> Path:
 
 @pytest.fixture(scope="module")
 def server(feeds_root: Path) -> Iterator[str]:
+    root = feeds_root.resolve()  # the corpus may be reached through a symlink
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             rel = unquote(self.path.split("?", 1)[0]).lstrip("/")
             if rel.startswith("tests/"):  # feedparser's suite expects its files at /tests/…
                 rel = "feedparser/" + rel
-            path = (feeds_root / rel).resolve()
-            if feeds_root not in path.parents or not path.is_file():
+            path = (root / rel).resolve()
+            if root not in path.parents or not path.is_file():
                 self.send_error(404)
                 return
             body = path.read_bytes()

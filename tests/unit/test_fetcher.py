@@ -204,3 +204,25 @@ def test_sanitized_content_links_are_absolute() -> None:
 def test_plain_text_separates_blocks_and_drops_scripts() -> None:
     assert plain_text("<p>one</p><p>two</p><br>three<script>x()</script>") == "one two three"
     assert plain_text("<b>bo</b>ld &amp; &lt;tag&gt;") == "bold & <tag>"
+
+
+def test_the_vetted_address_is_the_connected_one() -> None:
+    """Our resolver decides where we connect: a name that resolves to loopback is refused
+    unless allowed, and when allowed we connect to exactly the address that was checked."""
+    with serve({"/feed": lambda _h: Reply(200, RSS)}) as (base, seen):
+        port = int(base.rsplit(":", 1)[1])
+        rebinding = NetGuard([], resolver=lambda host, p: ["127.0.0.1"])
+        with pytest.raises(BlockedError, match=r"rebind\.test resolves to 127\.0\.0\.1"):
+            fetch(
+                make_client(settings(), rebinding),
+                f"http://rebind.test:{port}/feed",
+                Validators(),
+                settings(),
+            )
+        assert seen == []  # refused before any connection
+        allowed = NetGuard(LOOPBACK, resolver=lambda host, p: ["127.0.0.1"])
+        result = fetch(
+            make_client(settings(), allowed), f"http://rebind.test:{port}/feed", Validators(), settings()
+        )
+        assert result.status == 200
+        assert seen[0][1]["host"] == f"rebind.test:{port}"  # the Host header keeps the name
