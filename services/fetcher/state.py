@@ -8,6 +8,7 @@ publish is retried with a full (non-304) fetch.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -122,9 +123,26 @@ class FetcherStore:
         self._keep = keep_per_feed
         self._clock = clock
         self._url_window = url_window
+        self._cache_lock = threading.Lock()
+        self._states: dict[str, FeedState] = {}
         migrate(engine, COMPONENT, MIGRATIONS)
 
     def feed_state(self, url: str) -> FeedState:
+        """The feed's state, from memory after the first read.
+
+        Each feed is polled by one fetcher replica only, and this store is that replica's
+        only writer of its row, so the cached copy (updated on every write) is current.
+        """
+        with self._cache_lock:
+            cached = self._states.get(url)
+        if cached is not None:
+            return cached
+        state = self._read_state(url)
+        with self._cache_lock:
+            self._states[url] = state
+        return state
+
+    def _read_state(self, url: str) -> FeedState:
         with transaction(self._engine, "reading feed state") as conn:
             row = conn.execute(select(FEEDS).where(FEEDS.c.url == url)).first()
         if row is None:
@@ -152,7 +170,22 @@ class FetcherStore:
     def record_success(
         self, url: str, validators: Validators, current_url: str | None = None, body_hash: str | None = None
     ) -> None:
-        """A completed poll: validators (and the body's hash) saved, failures reset, status active."""
+        """A completed poll: validators (and the body's hash) saved, failures reset, status active.
+
+        A repeat of the last recorded success (a 304, or the same bytes) writes nothing: that
+        is most polls, and the write would only move timestamps.
+        """
+        current = self.feed_state(url)
+        unchanged = (
+            not current.first_poll
+            and current.failures == 0
+            and current.status == "active"
+            and current.validators == validators
+            and current_url in (None, current.current_url)
+            and body_hash in (None, current.body_hash)
+        )
+        if unchanged:
+            return
         now = self._clock()
         row: dict[str, object] = {
             "url": url,
@@ -170,6 +203,7 @@ class FetcherStore:
             row["body_hash"] = body_hash
         with transaction(self._engine, "saving feed state") as conn:
             upsert(conn, FEEDS, [row], ["url"])
+        self._forget(url)
 
     def record_failure(self, url: str, error: str, status: str | None = None) -> FeedState:
         """Count one more failure in a row (and set ``status`` if given); returns the new state."""
@@ -185,11 +219,18 @@ class FetcherStore:
         }
         with transaction(self._engine, "saving feed state") as conn:
             upsert(conn, FEEDS, [row], ["url"])
+        self._forget(url)
         return self.feed_state(url)
 
     def set_status(self, url: str, status: str) -> None:
         with transaction(self._engine, "saving feed state") as conn:
             conn.execute(update(FEEDS).where(FEEDS.c.url == url).values(status=status))
+        self._forget(url)
+
+    def _forget(self, url: str) -> None:
+        """Drop the cached state after a write; the next read loads what the database holds."""
+        with self._cache_lock:
+            self._states.pop(url, None)
 
     def seen_state(self, feed_url: str, item_ids: Iterable[str]) -> dict[str, Known]:
         """Content hash and revision of the ids of ``item_ids`` already in the seen-set."""
