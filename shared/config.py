@@ -112,6 +112,12 @@ class FetcherSettings(_Frozen):
     timeout: Duration = Field(default=20.0, gt=0, description="total time allowed for one fetch")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="after decompression")
     max_redirects: int = Field(default=5, ge=0, le=20)
+    parse_timeout: Duration = Field(default=10.0, gt=0, description="longest a large feed may take to parse")
+    isolate_parse_above: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="bodies larger than this are parsed in a killable child process",
+    )
     user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch; feed monitor)"
     seen_per_feed: int = Field(default=5000, ge=100, description="item ids remembered per feed")
     min_interval: Duration = Field(default=300.0, ge=1.0, description="adaptive polling: shortest interval")

@@ -18,9 +18,9 @@ import httpx
 from newswatch.fetcher.dedup import decide
 from newswatch.fetcher.errors import FetchError, HttpStatusError
 from newswatch.fetcher.http_fetch import fetch
+from newswatch.fetcher.isolated_parse import parse_feed_capped
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import FeedContext, normalize_entry
-from newswatch.fetcher.parse import parse_feed
 from newswatch.fetcher.schedule import Hints, hints_from, observed_gap, parse_retry_after
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
@@ -104,8 +104,14 @@ class FeedPoller:
             self._store.record_success(url, fetched.validators, fetched.moved_to)
             self._recovered(url, recovered)
             return PollResult("unchanged")
-        parsed = parse_feed(
-            fetched.body, fetched.content_type, fetched.url, self._settings.max_body_bytes, fetched.headers
+        parsed = parse_feed_capped(
+            fetched.body,
+            fetched.content_type,
+            fetched.url,
+            self._settings.max_body_bytes,
+            fetched.headers,
+            self._settings.parse_timeout,
+            self._settings.isolate_parse_above,
         )
         fetched_at = self._now()
         items: dict[str, Item] = {}

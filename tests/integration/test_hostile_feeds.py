@@ -71,6 +71,9 @@ XXE = rss(
     '<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
 )
 GZIP_BOMB = gzip.compress(b" " * (300 * MB))
+SLOW_TO_PARSE = rss(
+    "".join(f"<item><guid>s{n}</guid><title>{'w ' * 60}</title></item>" for n in range(15_000))
+)
 
 
 def huge_body(handler: BaseHTTPRequestHandler) -> None:
@@ -115,6 +118,7 @@ ROUTES: dict[str, Writer] = {
     "/xxe.xml": lambda h: send(h, XXE),
     "/huge.xml": huge_body,
     "/gzip-bomb.xml": lambda h: send(h, GZIP_BOMB, {"Content-Encoding": "gzip"}),
+    "/slow-parse.xml": lambda h: send(h, SLOW_TO_PARSE),
     "/dribble.xml": dribble,
     "/to-loopback.xml": redirect("http://127.0.0.1:9/feed.xml"),
     "/to-metadata.xml": redirect("http://169.254.169.254/latest/meta-data/"),
@@ -144,6 +148,7 @@ CASES = [
     ("/xxe.xml", {"ok"}),
     ("/huge.xml", {"too_large"}),
     ("/gzip-bomb.xml", {"too_large"}),
+    ("/slow-parse.xml", {"parse_error"}),  # a valid 3 MB feed, over the parse time cap
     ("/dribble.xml", {"network_error"}),
     ("/to-loopback.xml", {"blocked"}),
     ("/to-metadata.xml", {"blocked"}),
@@ -154,7 +159,7 @@ def test_hostile_feeds_are_refused_or_contained(
     tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings, hostile_server: str
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-    settings = FetcherSettings(timeout=1.5)
+    settings = FetcherSettings(timeout=1.5, parse_timeout=0.5, isolate_parse_above=MB)
     metrics = FetcherMetrics(CollectorRegistry())
     store = FetcherStore(make_engine(f"sqlite:///{tmp_path}/f.sqlite3"), 100)
     publisher = Publisher(
