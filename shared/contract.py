@@ -63,7 +63,7 @@ class Enclosure(BaseModel):
 
 
 #: Values of Item.flags: what the fetcher had to repair, so consumers can tell.
-ITEM_FLAGS = ("date_missing", "date_in_future")
+ITEM_FLAGS = ("date_missing", "date_in_future", "language_detected")
 
 
 class Item(_Payload):

@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import nh3
 
 from newswatch.fetcher.canonical import canonical_url
+from newswatch.fetcher.language import detect_language
 from newswatch.shared.contract import Enclosure, Item, Source
 
 _SPACE = re.compile(r"\s+")
@@ -165,18 +166,25 @@ def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item
         when = fetched_at
         flags.append("date_in_future")
     link = str(_get(entry, "link") or "")
+    title = plain_text(str(_get(entry, "title") or ""))
+    plain_summary = plain_text(summary)[:MAX_SUMMARY_CHARS]
+    language = _language(entry, feed.language)
+    if not language:
+        language = detect_language(f"{title}. {plain_summary}")
+        if language:
+            flags.append("language_detected")
     return Item(
         item_id=item_id_for(feed.url, entry),
         url=link,
         canonical_url=canonical_url(link, feed.url),
-        title=plain_text(str(_get(entry, "title") or "")),
-        summary=plain_text(summary)[:MAX_SUMMARY_CHARS],
+        title=title,
+        summary=plain_summary,
         content_html=_content_html(entry, urljoin(feed.url, link) if link else feed.url),
         published=when,
         updated=updated,
         fetched_at=fetched_at,
         guid=str(_get(entry, "id") or ""),
-        language=_language(entry, feed.language),
+        language=language,
         authors=_names(entry),
         categories=_categories(entry),
         enclosures=_enclosures(entry, feed.url),

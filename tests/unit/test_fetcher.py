@@ -226,3 +226,19 @@ def test_the_vetted_address_is_the_connected_one() -> None:
         )
         assert result.status == 200
         assert seen[0][1]["host"] == f"rebind.test:{port}"  # the Host header keeps the name
+
+
+def test_language_is_declared_or_detected_and_flagged() -> None:
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>Sem idioma</title>'
+        b"<item><guid>1</guid><title>Rival de Putin condenado a mais 20 dias de pris\xc3\xa3o</title>"
+        b"<description>O opositor foi detido durante protestos em Moscou no fim de semana.</description></item>"
+        b"<item><guid>2</guid><title>Short</title></item></channel></rss>"
+    )
+    parsed = parse_feed(rss, "application/rss+xml", "http://x/")
+    fetched = datetime(2026, 11, 25, tzinfo=UTC)
+    long_item, short_item = (normalize_entry(e, FeedContext("http://x/"), fetched) for e in parsed.entries)
+    assert (long_item.language, "language_detected" in long_item.flags) == ("pt", True)
+    assert (short_item.language, "language_detected" in short_item.flags) == ("", False)
+    declared = normalize_entry(parsed.entries[0], FeedContext("http://x/", language="pt-BR"), fetched)
+    assert (declared.language, "language_detected" in declared.flags) == ("pt-br", False)
