@@ -63,6 +63,20 @@ class FeedContext:
     title: str = ""
     site: str = ""
     language: str = ""
+    language_detected: bool = False  # ``language`` is a guess from the entries' text
+
+
+def feed_context(url: str, title: str, site: str, language: str, entries: list[Any]) -> FeedContext:
+    """What entries inherit from their feed; a feed without a language gets a guessed one.
+
+    One guess per poll, from the first entries' titles and summaries: the items of one
+    feed almost always share a language, and one call costs far less than one per item.
+    """
+    if language.strip():
+        return FeedContext(url, title, site, language)
+    sample = " ".join(f"{_get(e, 'title') or ''}. {str(_get(e, 'summary') or '')[:120]}" for e in entries[:3])
+    guess = detect_language(plain_text(sample))
+    return FeedContext(url, title, site, guess, language_detected=bool(guess))
 
 
 def _parsed_time(entry: Any, key: str) -> datetime | None:
@@ -168,10 +182,10 @@ def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item
     link = str(_get(entry, "link") or "")
     title = plain_text(str(_get(entry, "title") or ""))
     plain_summary = plain_text(summary)[:MAX_SUMMARY_CHARS]
-    language = _language(entry, feed.language)
-    if not language:
-        language = detect_language(f"{title}. {plain_summary}")
-        if language:
+    language = _language(entry, "")
+    if not language and feed.language:
+        language = feed.language.strip().lower()
+        if feed.language_detected:
             flags.append("language_detected")
     return Item(
         item_id=item_id_for(feed.url, entry),

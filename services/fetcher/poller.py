@@ -20,7 +20,7 @@ from newswatch.fetcher.errors import FetchError, HttpStatusError
 from newswatch.fetcher.http_fetch import fetch
 from newswatch.fetcher.isolated_parse import parse_feed_capped
 from newswatch.fetcher.metrics import FetcherMetrics
-from newswatch.fetcher.normalize import FeedContext, normalize_entry
+from newswatch.fetcher.normalize import feed_context, normalize_entry
 from newswatch.fetcher.schedule import Hints, hints_from, observed_gap, parse_retry_after
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
@@ -115,7 +115,7 @@ class FeedPoller:
         )
         fetched_at = self._now()
         items: dict[str, Item] = {}
-        context = FeedContext(url=url, title=parsed.title, site=parsed.link, language=parsed.language)
+        context = feed_context(url, parsed.title, parsed.link, parsed.language, parsed.entries)
         for entry in parsed.entries:
             item = normalize_entry(entry, context, fetched_at)
             items.setdefault(item.item_id, item)

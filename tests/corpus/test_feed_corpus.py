@@ -26,7 +26,7 @@ import pytest
 from newswatch.fetcher.canonical import canonical_url
 from newswatch.fetcher.errors import FetchError
 from newswatch.fetcher.http_fetch import Validators, fetch, make_client
-from newswatch.fetcher.normalize import FeedContext, normalize_entry, plain_text
+from newswatch.fetcher.normalize import feed_context, normalize_entry, plain_text
 from newswatch.fetcher.parse import parse_feed
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.contract import Item, decode, encode
@@ -153,7 +153,7 @@ def test_every_corpus_feed(feeds_root: Path, server: str) -> None:
             parsed = parse_feed(
                 result.body, result.content_type, result.url, settings.max_body_bytes, result.headers
             )
-            context = FeedContext(url, parsed.title, parsed.link, parsed.language)
+            context = feed_context(url, parsed.title, parsed.link, parsed.language, parsed.entries)
             for entry in parsed.entries:
                 item = normalize_entry(entry, context, FETCHED_AT)
                 assert decode(Item, encode(item)) == item

@@ -9,7 +9,14 @@ import pytest
 
 from newswatch.fetcher.errors import BlockedError, HttpStatusError, ParseError, TooLargeError
 from newswatch.fetcher.http_fetch import Validators, fetch, make_client
-from newswatch.fetcher.normalize import FeedContext, item_id_for, normalize_entry, plain_text, sanitize_html
+from newswatch.fetcher.normalize import (
+    FeedContext,
+    feed_context,
+    item_id_for,
+    normalize_entry,
+    plain_text,
+    sanitize_html,
+)
 from newswatch.fetcher.parse import parse_feed, strip_internal_subset
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.netguard import NetGuard
@@ -237,8 +244,12 @@ def test_language_is_declared_or_detected_and_flagged() -> None:
     )
     parsed = parse_feed(rss, "application/rss+xml", "http://x/")
     fetched = datetime(2026, 11, 25, tzinfo=UTC)
-    long_item, short_item = (normalize_entry(e, FeedContext("http://x/"), fetched) for e in parsed.entries)
-    assert (long_item.language, "language_detected" in long_item.flags) == ("pt", True)
-    assert (short_item.language, "language_detected" in short_item.flags) == ("", False)
-    declared = normalize_entry(parsed.entries[0], FeedContext("http://x/", language="pt-BR"), fetched)
-    assert (declared.language, "language_detected" in declared.flags) == ("pt-br", False)
+    guessed = feed_context("http://x/", parsed.title, parsed.link, parsed.language, parsed.entries)
+    assert (guessed.language, guessed.language_detected) == ("pt", True)
+    item = normalize_entry(parsed.entries[0], guessed, fetched)
+    assert (item.language, "language_detected" in item.flags) == ("pt", True)
+    declared = feed_context("http://x/", parsed.title, parsed.link, "pt-BR", parsed.entries)
+    item = normalize_entry(parsed.entries[0], declared, fetched)
+    assert (item.language, "language_detected" in item.flags) == ("pt-br", False)
+    too_short = feed_context("http://x/", "", "", "", parsed.entries[1:])
+    assert (too_short.language, too_short.language_detected) == ("", False)
