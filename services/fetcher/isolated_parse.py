@@ -63,6 +63,6 @@ def parse_feed_capped(
         if process.is_alive():
             process.kill()
             process.join(timeout=5)
-    if status != "ok":
+    if status != "ok" or not isinstance(value, ParsedFeed):
         raise ParseError(str(value))
-    return value  # type: ignore[no-any-return]
+    return value

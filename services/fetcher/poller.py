@@ -178,7 +178,9 @@ class FeedPoller:
         """Log and publish a health change (best effort: the poll result stands either way)."""
         level = logging.INFO if status == "active" else logging.ERROR
         log.log(level, "feed health changed", extra={"feed": url, "status": status, "failures": failures})
-        event = FeedHealth(feed_url=url, status=status, failures=failures, error=error[:2000], at=self._now())  # type: ignore[arg-type]
+        event = FeedHealth.model_validate(
+            {"feed_url": url, "status": status, "failures": failures, "error": error[:2000], "at": self._now()}
+        )
         try:
             self._publisher.publish([Record(FEED_HEALTH, url, encode(event))])
         except PublishError as exc:
