@@ -179,7 +179,13 @@ class FeedPoller:
         level = logging.INFO if status == "active" else logging.ERROR
         log.log(level, "feed health changed", extra={"feed": url, "status": status, "failures": failures})
         event = FeedHealth.model_validate(
-            {"feed_url": url, "status": status, "failures": failures, "error": error[:2000], "at": self._now()}
+            {
+                "feed_url": url,
+                "status": status,
+                "failures": failures,
+                "error": error[:2000],
+                "at": self._now(),
+            }
         )
         try:
             self._publisher.publish([Record(FEED_HEALTH, url, encode(event))])
