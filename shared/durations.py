@@ -35,14 +35,3 @@ def parse_duration(text: str | float) -> float:
     if seconds < 0:
         raise ValueError(f"duration must not be negative, got {text!r}")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """Inverse of parse_duration for display (``300`` → ``5m``)."""
-    if seconds and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{seconds}s"

@@ -27,7 +27,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 from newswatch.shared.config import KafkaSettings
-from newswatch.shared.contract import ALL_TOPICS, COMPACTED_TOPICS, DLQ
+from newswatch.shared.contract import ALL_TOPICS, COMPACTED_TOPICS, DLQ, DLQ_HEADERS
 from newswatch.shared.errors import KafkaUnavailableError, NewswatchError, PublishError
 from newswatch.shared.metrics import PipelineMetrics
 
@@ -267,13 +267,16 @@ def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None,
 
 def dlq_record(message: Any, error: Exception, service: str) -> Record:
     """The DLQ copy of a consumed message: original key and value, error in headers."""
+    values = (
+        str(error)[:2000],
+        type(error).__name__,
+        message.topic,
+        message.partition,
+        message.offset,
+        service,
+    )
     headers: Headers = [
-        ("error", str(error)[:2000].encode("utf-8")),
-        ("error_type", type(error).__name__.encode("utf-8")),
-        ("source_topic", str(message.topic).encode("utf-8")),
-        ("source_partition", str(message.partition).encode("utf-8")),
-        ("source_offset", str(message.offset).encode("utf-8")),
-        ("service", service.encode("utf-8")),
+        (name, str(value).encode("utf-8")) for name, value in zip(DLQ_HEADERS, values, strict=True)
     ]
     key = message.key.decode("utf-8", "replace") if message.key is not None else None
     return Record(DLQ, key, message.value, headers)

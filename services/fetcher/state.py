@@ -23,7 +23,6 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
-    func,
     select,
     update,
 )
@@ -157,16 +156,6 @@ class FetcherStore:
             row.body_hash or "",
         )
 
-    def is_first_poll(self, url: str) -> bool:
-        """True until a poll of ``url`` has completed (recorded only after its items are safe)."""
-        return self.feed_state(url).first_poll
-
-    def validators(self, url: str) -> Validators:
-        return self.feed_state(url).validators
-
-    def save_validators(self, url: str, validators: Validators) -> None:
-        self.record_success(url, validators)
-
     def record_success(
         self, url: str, validators: Validators, current_url: str | None = None, body_hash: str | None = None
     ) -> None:
@@ -246,10 +235,6 @@ class FetcherStore:
                 )
         return known
 
-    def unseen(self, feed_url: str, item_ids: Iterable[str]) -> set[str]:
-        ids = set(item_ids)
-        return ids - set(self.seen_state(feed_url, ids))
-
     def url_owners(self, urls: Iterable[str]) -> dict[str, str]:
         """canonical URL → item id that published it (within the dedup window)."""
         wanted = [u for u in dict.fromkeys(urls) if u]
@@ -324,14 +309,6 @@ class FetcherStore:
         with transaction(self._engine, "reading published URLs") as conn:
             value = conn.execute(select(URLS.c.also_in).where(URLS.c.canonical_url == canonical_url)).scalar()
         return [s for s in (value or "").split("\n") if s]
-
-    def mark_seen(self, feed_url: str, item_ids: Iterable[str]) -> None:
-        """Remember ``item_ids`` (without content) and keep only the newest ``keep_per_feed``."""
-        self.remember(feed_url, [Remember(i, "", 1) for i in item_ids])
-
-    def seen_count(self, feed_url: str) -> int:
-        with transaction(self._engine, "counting the seen-set") as conn:
-            return int(conn.execute(select(func.count()).where(SEEN.c.feed_url == feed_url)).scalar_one())
 
     def close(self) -> None:
         self._engine.dispose()

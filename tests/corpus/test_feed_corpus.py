@@ -29,7 +29,7 @@ from newswatch.fetcher.http_fetch import Validators, fetch, make_client
 from newswatch.fetcher.normalize import feed_context, normalize_entry, plain_text
 from newswatch.fetcher.parse import parse_feed
 from newswatch.shared.config import FetcherSettings
-from newswatch.shared.contract import Item, decode, encode
+from newswatch.shared.contract import ITEM_FLAGS, Item, decode, encode
 from newswatch.shared.netguard import NetGuard
 from tests.corpus.expected import READERS, Expected, decode_like_upstream, feedparser_expect
 from tests.support.corpus import corpus_dir
@@ -157,6 +157,7 @@ def test_every_corpus_feed(feeds_root: Path, server: str) -> None:
             for entry in parsed.entries:
                 item = normalize_entry(entry, context, FETCHED_AT)
                 assert decode(Item, encode(item)) == item
+                assert set(item.flags) <= set(ITEM_FLAGS)
                 items.append(item)
         except FetchError as exc:
             source.failures[failure_reason(exc)] += 1

@@ -7,25 +7,35 @@ import threading
 import pytest
 from sqlalchemy import inspect, text
 
+from newswatch.fetcher.dedup import Known, Remember
 from newswatch.fetcher.http_fetch import Validators
 from newswatch.fetcher.state import MIGRATIONS, FetcherStore
 from newswatch.shared.db import StoreError, make_engine, migrate, redact
 
 
-def test_seen_items_and_validators_survive_reopen(db_url: str) -> None:
+def seen(store: FetcherStore, feed: str, ids: list[str]) -> set[str]:
+    return set(store.seen_state(feed, ids))
+
+
+def test_seen_items_and_feed_state_survive_reopen(db_url: str) -> None:
     store = FetcherStore(make_engine(db_url), keep_per_feed=100)
-    assert store.unseen("f", ["a", "b"]) == {"a", "b"}
-    store.mark_seen("f", ["a"])
-    store.mark_seen("f", ["a"])  # idempotent
-    store.save_validators("f", Validators(etag='"e"'))
-    store.save_validators("f", Validators(etag='"e2"', last_modified="Tue, 24 Nov 2026 10:00:00 GMT"))
+    assert seen(store, "f", ["a", "b"]) == set()
+    assert store.feed_state("f").first_poll
+    store.remember("f", [Remember("a", "h1", 1)])
+    store.remember("f", [Remember("a", "h2", 2)])  # a revision replaces the row
+    store.record_success("f", Validators(etag='"e"'))
+    store.record_success(
+        "f", Validators('"e2"', "Tue, 24 Nov 2026 10:00:00 GMT"), "https://moved/f", "b" * 64
+    )
     store.close()
     reopened = FetcherStore(make_engine(db_url), keep_per_feed=100)
-    assert reopened.unseen("f", ["a", "b"]) == {"b"}
-    assert reopened.unseen("other", ["a"]) == {"a"}
-    assert reopened.validators("f") == Validators('"e2"', "Tue, 24 Nov 2026 10:00:00 GMT")
-    assert reopened.validators("unknown") == Validators()
-    assert reopened.unseen("f", []) == set()
+    assert reopened.seen_state("f", ["a", "b"]) == {"a": Known("h2", 2)}
+    assert seen(reopened, "other", ["a"]) == set()
+    state = reopened.feed_state("f")
+    assert state.validators == Validators('"e2"', "Tue, 24 Nov 2026 10:00:00 GMT")
+    assert (state.current_url, state.body_hash, state.first_poll) == ("https://moved/f", "b" * 64, False)
+    assert reopened.feed_state("unknown").validators == Validators()
+    assert reopened.seen_state("f", []) == {}
     reopened.close()
 
 
@@ -33,13 +43,15 @@ def test_seen_set_is_bounded_per_feed(db_url: str) -> None:
     clock = iter(range(10_000))
     store = FetcherStore(make_engine(db_url), keep_per_feed=100, clock=lambda: float(next(clock)))
     for i in range(150):
-        store.mark_seen("f", [f"id{i}"])
-    store.mark_seen("g", ["x"])
-    assert store.seen_count("f") == 100
-    assert store.seen_count("g") == 1
-    assert store.unseen("f", ["id0", "id49", "id50", "id149"]) == {"id0", "id49"}
+        store.remember("f", [Remember(f"id{i}", "", 1)])
+    store.remember("g", [Remember("x", "", 1)])
+    assert len(seen(store, "f", [f"id{i}" for i in range(150)])) == 100
+    assert seen(store, "g", ["x"]) == {"x"}
+    assert seen(store, "f", ["id0", "id49", "id50", "id149"]) == {"id50", "id149"}
     # more than one query chunk of ids
-    assert len(store.unseen("f", [f"n{i}" for i in range(1200)])) == 1200
+    assert seen(store, "f", [f"id{i}" for i in range(150)] + [f"n{i}" for i in range(1200)]) == {
+        f"id{i}" for i in range(50, 150)
+    }
     store.close()
 
 
@@ -65,9 +77,9 @@ def test_database_errors_become_store_errors(db_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE fetcher_seen"))
     with pytest.raises(StoreError, match="updating the seen-set failed"):
-        store.mark_seen("f", ["x"])
+        store.remember("f", [Remember("x", "", 1)])
     with pytest.raises(StoreError, match="reading the seen-set failed"):
-        store.unseen("f", ["x"])
+        store.seen_state("f", ["x"])
     store.close()
 
 

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from newswatch.shared.config import load_config
-from newswatch.shared.durations import format_duration, parse_duration
+from newswatch.shared.durations import parse_duration
 from newswatch.shared.errors import ConfigError
 
 GOOD = """
@@ -133,11 +133,6 @@ def test_durations(text: str | int, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
-
-
-def test_format_duration_round_trips() -> None:
-    for seconds in (1, 59, 60, 300, 3600, 7200, 90):
-        assert parse_duration(format_duration(seconds)) == seconds
 
 
 def test_shipped_example_config_is_valid() -> None:
