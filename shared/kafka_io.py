@@ -48,6 +48,27 @@ class Record:
     headers: Headers = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Ack:
+    """Where the broker stored a record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class PartialPublishError(PublishError):
+    """Some records were acknowledged before the publish failed: ``acked`` maps their indexes.
+
+    A caller that records what it sent (the fetcher's seen-set) keeps the acknowledged ones
+    and retries only the rest, instead of publishing them twice.
+    """
+
+    def __init__(self, message: str, acked: dict[int, Ack]) -> None:
+        super().__init__(message)
+        self.acked = acked
+
+
 class ProducerLike(Protocol):
     def send(self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers) -> Any: ...
     def close(self, timeout: float | None = None) -> None: ...
@@ -115,9 +136,14 @@ class Publisher:
         self._metrics.producer_rebuilds.inc()
         _close_producer(broken, timeout=1)
 
-    def publish(self, records: Sequence[Record]) -> None:
-        """Publish all records or raise PublishError; on return each one was acknowledged."""
-        pending = list(records)
+    def publish(self, records: Sequence[Record]) -> list[Ack]:
+        """Publish all records and return where each one was stored, in order.
+
+        Raises PartialPublishError (a PublishError) naming the records that were acknowledged
+        when some were not, after the bounded retries.
+        """
+        pending = list(enumerate(records))
+        acked: dict[int, Ack] = {}
         last_error = ""
         for attempt in range(1, self._attempts + 1):
             try:
@@ -125,21 +151,23 @@ class Publisher:
             except KafkaUnavailableError as exc:
                 last_error = str(exc)
             else:
-                pending, last_error = self._send_batch(producer, pending)
+                pending, last_error = self._send_batch(producer, pending, acked)
                 if not pending:
-                    return
+                    return [acked[i] for i in range(len(records))]
                 self._rebuild(producer)
             if attempt < self._attempts:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
-        raise PublishError(
-            f"{len(pending)} record(s) not acknowledged after {self._attempts} attempts: {last_error}"
+        raise PartialPublishError(
+            f"{len(pending)} record(s) not acknowledged after {self._attempts} attempts: {last_error}", acked
         )
 
-    def _send_batch(self, producer: ProducerLike, records: list[Record]) -> tuple[list[Record], str]:
+    def _send_batch(
+        self, producer: ProducerLike, records: list[tuple[int, Record]], acked: dict[int, Ack]
+    ) -> tuple[list[tuple[int, Record]], str]:
         futures = []
-        failed: list[Record] = []
+        failed: list[tuple[int, Record]] = []
         error = ""
-        for record in records:
+        for index, record in records:
             try:
                 fut = producer.send(
                     record.topic,
@@ -148,19 +176,20 @@ class Publisher:
                     headers=record.headers,
                 )
             except KafkaError as exc:
-                failed.append(record)
+                failed.append((index, record))
                 error = f"{type(exc).__name__}: {exc}"
                 self._metrics.publish_errors.labels(record.topic).inc()
                 continue
-            futures.append((record, fut))
-        for record, fut in futures:
+            futures.append((index, record, fut))
+        for index, record, fut in futures:
             try:
-                fut.get(timeout=self._send_timeout)
+                meta = fut.get(timeout=self._send_timeout)
             except KafkaError as exc:
-                failed.append(record)
+                failed.append((index, record))
                 error = f"{type(exc).__name__}: {exc}"
                 self._metrics.publish_errors.labels(record.topic).inc()
             else:
+                acked[index] = Ack(record.topic, int(meta.partition), int(meta.offset))
                 self._metrics.published.labels(record.topic).inc()
         return failed, error
 

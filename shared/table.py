@@ -28,7 +28,10 @@ class TableReader:
         self._topic = topic
         self._partitions: list[TopicPartition] = []
 
-    def assign(self, stop: threading.Event, timeout: float = 60.0) -> None:
+    def assign(
+        self, stop: threading.Event, timeout: float = 60.0, start: dict[int, int] | None = None
+    ) -> None:
+        """Assign every partition, read from the beginning or from ``start[partition]``."""
         deadline = time.monotonic() + timeout
         while not stop.is_set() and time.monotonic() < deadline:
             parts = self._consumer.partitions_for_topic(self._topic)
@@ -36,6 +39,9 @@ class TableReader:
                 self._partitions = [TopicPartition(self._topic, p) for p in sorted(parts)]
                 self._consumer.assign(self._partitions)
                 self._consumer.seek_to_beginning(*self._partitions)
+                for tp in self._partitions:
+                    if start and start.get(tp.partition):
+                        self._consumer.seek(tp, start[tp.partition])
                 return
             time.sleep(0.2)
         raise KafkaUnavailableError(f"no partitions found for {self._topic} within {timeout:.0f}s")
@@ -46,6 +52,16 @@ class TableReader:
         while not stop.is_set() and time.monotonic() < deadline:
             self.poll(apply, 200)
             highs = [self._consumer.highwater(tp) for tp in self._partitions]
+            beyond = [
+                tp
+                for tp, high in zip(self._partitions, highs, strict=True)
+                if high is not None and self._consumer.position(tp) > high
+            ]
+            if beyond:
+                # A start past the end: the broker lost its data and restarted its offsets
+                # at 0 (Kafka resets such a fetch by itself; not every broker does).
+                self._consumer.seek_to_beginning(*beyond)
+                continue
             if all(h is not None for h in highs) and all(
                 self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
             ):

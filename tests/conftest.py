@@ -35,12 +35,9 @@ def kafka_settings() -> KafkaSettings:
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
-    """The same store tests run on SQLite and on PostgreSQL (a fresh schema per test)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.sqlite3"
-        return
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL, dropped afterwards (fails under CI if unreachable)."""
     admin = create_engine(POSTGRES_ADMIN_URL)
     schema = f"nw_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -58,3 +55,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
+    """The same store tests run on SQLite and on PostgreSQL (a fresh schema per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/state.sqlite3"
+    else:
+        yield request.getfixturevalue("postgres_url")

@@ -68,6 +68,15 @@ class FetcherMetrics:
             "Entries not published on a feed's first poll: older than fetcher.backfill or over the cap.",
             registry=registry,
         )
+        self.journal_items = Counter(
+            "newswatch_fetcher_journal_items_total",
+            "Items of publish batches left pending by an interrupted run, settled at start-up: "
+            "published (found on newswatch.items, now remembered) or not_published (the next poll sends them).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("published", "not_published"):
+            self.journal_items.labels(result)
         self.feeds = Gauge(
             "newswatch_fetcher_feeds",
             "Feeds by status: active, unhealthy (failing, polled at max_interval), gone (HTTP 410, not polled).",

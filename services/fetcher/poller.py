@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from newswatch.fetcher.dedup import decide
+from newswatch.fetcher.dedup import Decision, decide
 from newswatch.fetcher.errors import FetchError, HttpStatusError
 from newswatch.fetcher.http_fetch import fetch
 from newswatch.fetcher.isolated_parse import parse_feed_capped
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import feed_context, normalize_entry
+from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.schedule import Hints, hints_from, observed_gap, parse_retry_after
 from newswatch.fetcher.state import FetcherStore
 from newswatch.shared.config import FetcherSettings
@@ -28,7 +30,7 @@ from newswatch.shared.contract import FEED_HEALTH, ITEMS, FeedHealth, Item, enco
 from newswatch.shared.db import StoreError
 from newswatch.shared.errors import PublishError
 from newswatch.shared.health import Health
-from newswatch.shared.kafka_io import Publisher, Record
+from newswatch.shared.kafka_io import PartialPublishError, Publisher, Record
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,9 @@ class FeedPoller:
             log.error("publishing failed; the next poll retries", extra={"feed": url, "error": str(exc)})
             result = PollResult("publish_error")
         except StoreError as exc:
-            # Items may be published but not yet remembered: the next poll publishes them
-            # again (at-least-once); downstream dedups by item id.
+            # Items may be published but not yet remembered; their journal entry (if it was
+            # written) is settled at the next start. Until then the next poll may publish
+            # them again: downstream dedups by item id.
             self._health.set_not_ready(f"database: {exc}")
             log.error("state database failed; the next poll retries", extra={"feed": url, "error": str(exc)})
             result = PollResult("store_error")
@@ -131,13 +134,13 @@ class FeedPoller:
             self._settings.backfill_max_items,
         )
         if decision.publish:
-            self._publisher.publish([Record(ITEMS, item.item_id, encode(item)) for item in decision.publish])
+            self._publish(url, decision)
             self._health.set_ready()
             log.info(
                 "published items",
                 extra={"feed": url, "new": decision.counts["new"], "updated": decision.counts["updated"]},
             )
-        if decision.remember:
+        elif decision.remember:
             self._store.remember(url, decision.remember, decision.claims, decision.also_in)
         self._store.record_success(url, fetched.validators, fetched.moved_to, body_hash)
         self._recovered(url, recovered)
@@ -150,6 +153,28 @@ class FeedPoller:
         feed_meta = {k: v for k, v in parsed.meta.items() if isinstance(k, str)}
         hints = hints_from(feed_meta, fetched.body, fetched.headers.get("cache-control", ""))
         return PollResult("ok", gap=observed_gap(published), hints=hints)
+
+    def _publish(self, url: str, decision: Decision) -> None:
+        """Journal, publish, then remember in the transaction that closes the journal entry.
+
+        A kill between Kafka's acknowledgement and the seen-set write leaves the journal
+        entry, which the next start settles (``recovery``): nothing is published twice. A
+        publish that fails part-way remembers the acknowledged records, so the next poll
+        resends only the rest.
+        """
+        batch = self._store.begin_pending(
+            url, lambda floors: PendingBatch.of(uuid.uuid4().hex, url, floors, decision)
+        )
+        records = [Record(ITEMS, item.item_id, encode(item)) for item in decision.publish]
+        try:
+            acked = self._publisher.publish(records)
+        except PartialPublishError as exc:
+            found = {batch.publish[i] for i in exc.acked}
+            self._store.settle(batch, settle(batch, found))
+            raise
+        self._store.remember(
+            url, decision.remember, decision.claims, decision.also_in, pending=batch.batch_id, acked=acked
+        )
 
     def _failed(self, url: str, exc: FetchError) -> PollResult:
         gone = isinstance(exc, HttpStatusError) and exc.status == 410

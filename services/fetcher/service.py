@@ -26,15 +26,17 @@ from newswatch.fetcher.http_fetch import make_client
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.politeness import HostLimiter
 from newswatch.fetcher.poller import FeedPoller, PollResult
+from newswatch.fetcher.recovery import settle_journal
 from newswatch.fetcher.schedule import Policy, next_after_error, next_after_success
 from newswatch.fetcher.state import STATUSES, FetcherStore
 from newswatch.shared.config import Config, FeedConfig
-from newswatch.shared.contract import ALL_TOPICS
+from newswatch.shared.contract import ALL_TOPICS, ITEMS
 from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_io import Publisher, ensure_topics, make_consumer, producer_factory
 from newswatch.shared.netguard import NetGuard
+from newswatch.shared.table import TableReader
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,16 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             settings.replicas,
         )
         table.load(stop)
+        health.set_not_ready("settling the publish journal")
+        settle_journal(
+            store,
+            lambda: TableReader(
+                make_consumer(bootstrap, config.kafka, None, "newswatch-fetcher-journal"), ITEMS
+            ),
+            table.mine(),
+            metrics,
+            stop,
+        )
         for feed in table.mine().values():
             feeds.start(feed, store.feed_state(feed.url).status, settings.start_spread)
         scheduler.start()

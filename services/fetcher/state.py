@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Integer,
@@ -30,7 +31,9 @@ from sqlalchemy.engine import Engine
 
 from newswatch.fetcher.dedup import Known, Remember
 from newswatch.fetcher.http_fetch import Validators
+from newswatch.fetcher.pending import PendingBatch, Settled
 from newswatch.shared.db import insert_new, migrate, transaction, upsert
+from newswatch.shared.kafka_io import Ack
 
 COMPONENT = "fetcher"
 MIGRATIONS: list[list[str]] = [
@@ -57,6 +60,11 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE fetcher_feeds SET polled_ok_at = updated_at",
     ],
     ["ALTER TABLE fetcher_feeds ADD COLUMN body_hash VARCHAR(64)"],
+    [
+        "CREATE TABLE fetcher_pending (batch_id VARCHAR(64) PRIMARY KEY, feed_url VARCHAR(2048) NOT NULL, "
+        "created_at DOUBLE PRECISION NOT NULL, floors TEXT NOT NULL, body TEXT NOT NULL)",
+        "CREATE TABLE fetcher_item_offsets (item_partition INTEGER PRIMARY KEY, next_offset BIGINT NOT NULL)",
+    ],
 ]
 
 #: Feed status values: polled normally; failing ``unhealthy_after`` times in a row (still
@@ -107,6 +115,25 @@ URLS = Table(
     Column("feed_url", String(2048), nullable=False),
     Column("also_in", Text, nullable=False),
     Column("first_seen", Float, nullable=False),
+)
+
+
+PENDING = Table(
+    "fetcher_pending",
+    _meta,
+    Column("batch_id", String(64), primary_key=True),
+    Column("feed_url", String(2048), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("floors", Text, nullable=False),
+    Column("body", Text, nullable=False),
+)
+#: Per partition of newswatch.items, the offset after the last record this fetcher's
+#: replicas saw acknowledged: a floor for records published later (see ``pending``).
+ITEM_OFFSETS = Table(
+    "fetcher_item_offsets",
+    _meta,
+    Column("item_partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
 )
 
 
@@ -253,9 +280,19 @@ class FetcherStore:
         items: Iterable[Remember],
         claims: Iterable[tuple[str, str]] = (),
         also_in: Iterable[str] = (),
+        *,
+        pending: str | None = None,
+        acked: Iterable[Ack] = (),
     ) -> None:
-        """Record a poll's outcome in one transaction, after Kafka acknowledged its items."""
+        """Record a poll's outcome in one transaction, after Kafka acknowledged its items.
+
+        The same transaction deletes the poll's ``pending`` batch and moves the offset
+        floors past the ``acked`` records, so the journal and the seen-set never disagree.
+        """
         now = self._clock()
+        floors: dict[int, int] = {}
+        for ack in acked:
+            floors[ack.partition] = max(floors.get(ack.partition, 0), ack.offset + 1)
         rows = {
             r.item_id: {
                 "feed_url": feed_url,
@@ -303,6 +340,53 @@ class FetcherStore:
                         update(URLS).where(URLS.c.canonical_url == canonical).values(also_in=sources)
                     )
             conn.execute(delete(URLS).where(URLS.c.first_seen < now - self._url_window))
+            if pending is not None:
+                conn.execute(delete(PENDING).where(PENDING.c.batch_id == pending))
+            # Overwritten, not maximised: after a broker wipe offsets restart from 0 and a
+            # floor must not stay above them. A lower floor is always safe (it reads more).
+            upsert(
+                conn,
+                ITEM_OFFSETS,
+                [{"item_partition": p, "next_offset": o} for p, o in sorted(floors.items())],
+                ["item_partition"],
+            )
+
+    def begin_pending(self, feed_url: str, batch: Callable[[dict[int, int]], PendingBatch]) -> PendingBatch:
+        """Journal a batch before publishing it; ``batch`` is built from the current floors."""
+        with transaction(self._engine, "journaling a publish") as conn:
+            floors = {
+                row.item_partition: row.next_offset
+                for row in conn.execute(select(ITEM_OFFSETS.c.item_partition, ITEM_OFFSETS.c.next_offset))
+            }
+            pending = batch(floors)
+            conn.execute(
+                PENDING.insert().values(
+                    batch_id=pending.batch_id,
+                    feed_url=feed_url,
+                    created_at=self._clock(),
+                    floors=pending.floors_json(),
+                    body=pending.to_json(),
+                )
+            )
+        return pending
+
+    def pending_batches(self, feed_urls: Iterable[str] | None = None) -> list[PendingBatch]:
+        """Journaled batches not yet settled (of ``feed_urls`` only, if given), oldest first."""
+        query = select(PENDING).order_by(PENDING.c.created_at)
+        with transaction(self._engine, "reading the publish journal") as conn:
+            rows = list(conn.execute(query))
+        wanted = None if feed_urls is None else set(feed_urls)
+        return [
+            PendingBatch.from_row(r.batch_id, r.feed_url, r.floors, r.body, r.created_at)
+            for r in rows
+            if wanted is None or r.feed_url in wanted
+        ]
+
+    def settle(self, batch: PendingBatch, settled: Settled) -> None:
+        """Record what a journaled batch really published, and close it."""
+        self.remember(
+            batch.feed_url, settled.remember, settled.claims, settled.also_in, pending=batch.batch_id
+        )
 
     def also_in(self, canonical_url: str) -> list[str]:
         """Feeds other than the first that carried ``canonical_url``."""

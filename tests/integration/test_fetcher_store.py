@@ -7,10 +7,13 @@ import threading
 import pytest
 from sqlalchemy import inspect, text
 
-from newswatch.fetcher.dedup import Known, Remember
+from newswatch.fetcher.dedup import Decision, Known, Remember
 from newswatch.fetcher.http_fetch import Validators
+from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.state import MIGRATIONS, FetcherStore
 from newswatch.shared.db import StoreError, make_engine, migrate, redact
+from newswatch.shared.kafka_io import Ack
+from tests.support.items import make_item
 
 
 def seen(store: FetcherStore, feed: str, ids: list[str]) -> set[str]:
@@ -86,3 +89,40 @@ def test_database_errors_become_store_errors(db_url: str) -> None:
 def test_redact_hides_passwords() -> None:
     assert redact("postgresql://user:secret@db:5432/nw") == "postgresql://user:***@db:5432/nw"
     assert redact("sqlite:///x.db") == "sqlite:///x.db"
+
+
+A, B, OLD = "a" * 8, "b" * 8, "old" * 3
+
+
+def test_journal_is_closed_by_remember_and_floors_follow_the_acks(db_url: str) -> None:
+    store = FetcherStore(make_engine(db_url), keep_per_feed=100)
+    decision = Decision(
+        publish=[make_item(A), make_item(B, revision=2)],
+        remember=[Remember(A, "h", 1), Remember(B, "h", 2), Remember(OLD, "h", 1)],
+        claims=[("https://x/a", A)],
+        also_in=["https://x/z"],
+    )
+    first = store.begin_pending("f", lambda floors: PendingBatch.of("batch1", "f", floors, decision))
+    assert first.floors == {}  # nothing acknowledged yet: read from the beginning
+    assert [b.batch_id for b in store.pending_batches()] == ["batch1"]
+    assert store.pending_batches(["other"]) == []
+    reread = store.pending_batches(["f"])[0]
+    assert (reread.publish, reread.remember, reread.claims, reread.also_in) == (
+        first.publish,
+        first.remember,
+        first.claims,
+        first.also_in,
+    )
+    store.remember(
+        "f", decision.remember, decision.claims, pending="batch1", acked=[Ack("t", 0, 41), Ack("t", 2, 7)]
+    )
+    assert store.pending_batches() == []
+    assert seen(store, "f", [A, B, OLD]) == {A, B, OLD}
+    second = store.begin_pending("g", lambda floors: PendingBatch.of("batch2", "g", floors, decision))
+    assert second.floors == {0: 42, 2: 8}
+    # settling keeps what was decided, minus the records Kafka never got
+    store.settle(second, settle(second, found={(A, 1)}))
+    assert store.pending_batches() == []
+    assert seen(store, "g", [A, B, OLD]) == {A, OLD}
+    assert store.url_owners(["https://x/a"]) == {"https://x/a": A}
+    store.close()
