@@ -5,12 +5,16 @@ a third change on every request, and a third return the same bytes without valid
 Each group is polled through FeedPoller (HTTP, SQLite state, embedded broker), and the
 parse + normalize step is compared with bare ``feedparser.parse`` on the same bytes.
 
-Run: ``.venv/bin/python bench/fetcher.py [--feeds 10000] [--workers 8]``
+Polls run as the service runs them: coroutines on one event loop, ``--concurrency``
+fetches in flight, parsing and publishing in ``--workers`` threads.
+
+Run: ``.venv/bin/python bench/fetcher.py [--feeds 10000] [--concurrency 64] [--workers 4]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import ipaddress
 import multiprocessing
@@ -99,11 +103,22 @@ def serve_farm(port: int) -> None:
     server.serve_forever()
 
 
-def timed_polls(poller: FeedPoller, urls: list[str], workers: int) -> tuple[float, float, list[str]]:
+async def poll_all(poller: FeedPoller, urls: list[str], concurrency: int) -> list[str]:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(url: str) -> str:
+        async with slots:
+            return (await poller.poll(url)).outcome
+
+    return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def timed_polls(
+    runner: asyncio.Runner, poller: FeedPoller, urls: list[str], concurrency: int
+) -> tuple[float, float, list[str]]:
     """Poll every URL once; returns (wall seconds, CPU seconds of this process, outcomes)."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        outcomes = [r.outcome for r in pool.map(poller.poll, urls)]
+    outcomes = runner.run(poll_all(poller, urls, concurrency))
     return time.perf_counter() - wall0, time.process_time() - cpu0, outcomes
 
 
@@ -131,7 +146,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--feeds", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     port = free_port()
     farm = multiprocessing.Process(target=serve_farm, args=(port,), daemon=True)
@@ -140,38 +156,47 @@ def main() -> None:
     broker.start()
     kafka = KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=1000, send_timeout=30)
     workdir = Path(tempfile.mkdtemp(prefix="newswatch-bench-"))
+    runner = asyncio.Runner()
+    workers = ThreadPoolExecutor(args.workers)
     try:
         ensure_topics(broker.bootstrap, kafka, ALL_TOPICS)
-        settings = FetcherSettings(timeout=30, concurrency=args.workers, per_host=args.workers)
+        settings = FetcherSettings(
+            timeout=30, concurrency=args.concurrency, workers=args.workers, per_host=args.concurrency
+        )
         metrics = FetcherMetrics(CollectorRegistry())
         store = FetcherStore(make_engine(f"sqlite:///{workdir}/bench.sqlite3"), 5000)
         publisher = Publisher(
             producer_factory(broker.bootstrap, kafka, "bench"), metrics.pipeline, kafka.send_timeout
         )
         client = make_client(settings, NetGuard([ipaddress.ip_network("127.0.0.0/8")]))
-        poller = FeedPoller(client, store, publisher, metrics, settings, Health())
+        poller = FeedPoller(client, store, publisher, metrics, settings, Health(), workers)
         base = f"http://127.0.0.1:{port}/f"
         groups = {g: [f"{base}/{n}.xml" for n in range(args.feeds) if GROUPS[n % 3] == g] for g in GROUPS}
         all_urls = [u for g in GROUPS for u in groups[g]]
-        warm_wall, warm_cpu, warm = timed_polls(poller, all_urls, args.workers)  # first polls: full parse
+        warm_wall, warm_cpu, warm = timed_polls(
+            runner, poller, all_urls, args.concurrency
+        )  # first polls: full parse
         rows = [("first poll (all, full parse + publish)", len(all_urls), warm_wall, warm_cpu, warm)]
         for group in GROUPS:
-            wall, cpu, outcomes = timed_polls(poller, groups[group], args.workers)
+            wall, cpu, outcomes = timed_polls(runner, poller, groups[group], args.concurrency)
             rows.append((f"second poll: {group}", len(outcomes), wall, cpu, outcomes))
         bodies = [feed_body(n, 21) for n in range(min(args.feeds, 2000))]
         parse_ratio(bodies[:50])  # load the language model outside the measurement
         bare, ours = parse_ratio(bodies)
         declared = [b.replace(b"</description>", b"</description><language>en</language>", 1) for b in bodies]
         bare_declared, ours_declared = parse_ratio(declared)
-        client.close()
+        runner.run(client.aclose())
         publisher.close()
         store.close()
     finally:
+        runner.close()
+        workers.shutdown()
         broker.stop()
         farm.terminate()
     cores = os.cpu_count() or 1
     print(
-        f"newswatch fetcher bench: {args.feeds} feeds on 127.0.0.1, {args.workers} workers, {cores} cores, "
+        f"newswatch fetcher bench: {args.feeds} feeds on 127.0.0.1, {args.concurrency} fetches in flight, "
+        f"{args.workers} worker threads, {cores} cores, "
         f"Python {sys.version.split()[0]}; farm in a separate process (its CPU is not counted)"
     )
     print(f"\n{'phase':<42} {'polls':>6} {'polls/s':>8} {'CPU ms/poll':>12} {'polls/CPU-s':>12}  outcomes")

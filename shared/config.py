@@ -108,7 +108,11 @@ class SubscriptionConfig(_Frozen):
 
 
 class FetcherSettings(_Frozen):
-    concurrency: int = Field(default=8, ge=1, le=512, description="feeds fetched at the same time")
+    concurrency: int = Field(default=64, ge=1, le=4096, description="fetches in flight at the same time")
+    workers: int = Field(default=4, ge=1, le=64, description="threads that parse, publish and record polls")
+    stop_grace: Duration = Field(
+        default=20.0, ge=0, description="on shutdown, how long polls in flight may take to finish"
+    )
     timeout: Duration = Field(default=20.0, gt=0, description="total time allowed for one fetch")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="after decompression")
     max_redirects: int = Field(default=5, ge=0, le=20)

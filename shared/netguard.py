@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import anyio.to_thread
 import httpcore
 import httpx
 
@@ -39,6 +40,14 @@ def address_allowed(address: IPAddress, allow: Sequence[IPNetwork]) -> bool:
     if any(address.version == net.version and address in net for net in allow):
         return True
     return address.is_global and not address.is_multicast
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class NetGuard:
@@ -97,6 +106,52 @@ class GuardedBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
+    """GuardedBackend for async clients; name resolution runs in a worker thread."""
+
+    def __init__(self, guard: NetGuard, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._guard = guard
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):  # the connect timeout covers the lookup too
+                address = await anyio.to_thread.run_sync(
+                    self._guard.check, host, port, abandon_on_cancel=True
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout}s") from exc
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddressError(f"unix socket {path} refused")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_async_transport(guard: NetGuard, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """An async httpx transport whose every connection goes through AsyncGuardedBackend."""
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    transport._pool = httpcore.AsyncConnectionPool(  # see guarded_transport
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=AsyncGuardedBackend(guard),
+    )
+    return transport
 
 
 def guarded_transport(guard: NetGuard, limits: httpx.Limits) -> httpx.HTTPTransport:

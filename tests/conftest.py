@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.processes import free_port
+from tests.support.aio import Aio
 
 #: Tansu's group join takes about session_timeout/2: keep it short in tests.
 TEST_KAFKA = KafkaSettings(session_timeout_ms=6000, heartbeat_interval_ms=1000, send_timeout=10.0)
@@ -25,6 +26,14 @@ def broker() -> Iterator[EmbeddedBroker]:
     instance.start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture
+def aio() -> Iterator[Aio]:
+    """An event loop for the test's coroutines (see Aio)."""
+    runner = Aio()
+    yield runner
+    runner.close()
 
 
 @pytest.fixture

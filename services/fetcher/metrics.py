@@ -19,6 +19,7 @@ OUTCOMES = (
     "parse_error",
     "publish_error",
     "store_error",
+    "internal_error",
 )
 
 DUPLICATE_KINDS = ("same_feed", "seen", "same_url")

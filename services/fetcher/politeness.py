@@ -1,30 +1,32 @@
 """At most ``per_host`` fetches to one host at a time, whatever the global concurrency.
 
 Thousands of feeds often live on a few hosts; without this, one news site would see the
-fetcher's whole worker pool at once.
+fetcher's whole concurrency at once. Used from the fetcher's event loop only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 
 class HostLimiter:
     def __init__(self, per_host: int) -> None:
         self._per_host = per_host
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
 
-    @contextlib.contextmanager
-    def slot(self, url: str) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
         host = (urlsplit(url).hostname or "").lower()
-        with self._lock:
-            semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self._per_host))
-        semaphore.acquire()
+        semaphore = self._slots.setdefault(host, asyncio.Semaphore(self._per_host))
+        self._users[host] = self._users.get(host, 0) + 1
         try:
-            yield
+            async with semaphore:
+                yield
         finally:
-            semaphore.release()
+            self._users[host] -= 1
+            if not self._users[host]:  # forget idle hosts: 10,000 feeds, thousands of hosts
+                del self._users[host], self._slots[host]

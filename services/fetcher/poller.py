@@ -7,24 +7,28 @@ Kafka acknowledged them. It returns what the scheduler needs to choose the next 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import httpx
 
 from newswatch.fetcher.dedup import Decision, decide
 from newswatch.fetcher.errors import FetchError, HttpStatusError
-from newswatch.fetcher.http_fetch import fetch
+from newswatch.fetcher.http_fetch import FetchResult, fetch
 from newswatch.fetcher.isolated_parse import parse_feed_capped
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import feed_context, normalize_entry
 from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.schedule import Hints, hints_from, observed_gap, parse_retry_after
-from newswatch.fetcher.state import FetcherStore
+from newswatch.fetcher.state import FeedState, FetcherStore
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.contract import FEED_HEALTH, ITEMS, FeedHealth, Item, encode
 from newswatch.shared.db import StoreError
@@ -33,6 +37,7 @@ from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import PartialPublishError, Publisher, Record
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,22 @@ class PollResult:
 
 
 class FeedPoller:
+    """Fetches on the event loop; parses, publishes and records state in worker threads.
+
+    The split keeps the event loop free for the many fetches in flight: everything that
+    blocks (the state database, parsing, waiting for Kafka's acknowledgement) runs in
+    ``workers``.
+    """
+
     def __init__(
         self,
-        client: httpx.Client,
+        client: httpx.AsyncClient,
         store: FetcherStore,
         publisher: Publisher,
         metrics: FetcherMetrics,
         settings: FetcherSettings,
         health: Health,
+        workers: Executor | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._client = client
@@ -66,14 +79,13 @@ class FeedPoller:
         self._metrics = metrics
         self._settings = settings
         self._health = health
+        self._workers = workers
         self._now = now
 
-    def poll(self, url: str) -> PollResult:
+    async def poll(self, url: str) -> PollResult:
         """Poll ``url`` once. Never raises: every failure is an outcome, counted and logged."""
         try:
-            result = self._poll(url)
-        except FetchError as exc:
-            result = self._failed(url, exc)
+            result = await self._poll(url)
         except PublishError as exc:
             self._health.set_not_ready(f"kafka: {exc}")
             log.error("publishing failed; the next poll retries", extra={"feed": url, "error": str(exc)})
@@ -88,10 +100,22 @@ class FeedPoller:
         self._metrics.polls.labels(result.outcome).inc()
         return result
 
-    def _poll(self, url: str) -> PollResult:
-        state = self._store.feed_state(url)
-        with self._metrics.fetch_duration.time():
-            fetched = fetch(self._client, state.current_url, state.validators, self._settings)
+    async def _blocking(self, func: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._workers, functools.partial(func, *args))
+
+    async def _poll(self, url: str) -> PollResult:
+        state = await self._blocking(self._store.feed_state, url)
+        try:
+            with self._metrics.fetch_duration.time():
+                fetched = await fetch(self._client, state.current_url, state.validators, self._settings)
+        except FetchError as exc:
+            return await self._blocking(self._failed, url, exc)
+        try:
+            return await self._blocking(self._process, url, state, fetched)
+        except FetchError as exc:  # the body was not a feed, or too costly to parse
+            return await self._blocking(self._failed, url, exc)
+
+    def _process(self, url: str, state: FeedState, fetched: FetchResult) -> PollResult:
         if fetched.moved_to and fetched.moved_to != state.current_url:
             log.warning(
                 "feed moved permanently; polling the new URL", extra={"feed": url, "to": fetched.moved_to}

@@ -2,22 +2,25 @@
 
 Each poll schedules the feed's next poll from its outcome (adaptive interval, publisher
 hints, backoff), so there is one pending job per feed and 10,000 feeds cost 10,000 small
-jobs, spread out by jitter instead of firing on the same second.
+jobs, spread out by jitter instead of firing on the same second. Jobs are coroutines on one
+event loop: ``concurrency`` fetches are in flight at once (at most ``per_host`` per host),
+while parsing, publishing and the state database use ``workers`` threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from prometheus_client import CollectorRegistry
 
@@ -42,13 +45,17 @@ log = logging.getLogger(__name__)
 
 
 class FeedScheduler:
-    """Runs a poll per feed and schedules the feed's next one from the poll's result."""
+    """Runs a poll per feed and schedules the feed's next one from the poll's result.
+
+    Used from the event loop that runs ``scheduler`` (an AsyncIOScheduler).
+    """
 
     def __init__(
         self,
-        scheduler: BackgroundScheduler,
+        scheduler: AsyncIOScheduler,
         poller: FeedPoller,
         limiter: HostLimiter,
+        concurrency: int,
         policy: Policy,
         metrics: FetcherMetrics,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -57,24 +64,23 @@ class FeedScheduler:
         self._scheduler = scheduler
         self._poller = poller
         self._limiter = limiter
+        self._slots = asyncio.Semaphore(concurrency)
         self._policy = policy
         self._metrics = metrics
         self._now = now
         self._rand = rand
-        self._lock = threading.Lock()
         self._status: dict[str, str] = {}
         self._learned: dict[str, PollResult] = {}  # last full poll per feed: its gap and hints
         self._active: dict[str, FeedConfig] = {}  # the feeds this replica polls now
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def feeds(self) -> dict[str, FeedConfig]:
-        with self._lock:
-            return dict(self._active)
+        return dict(self._active)
 
     def start(self, feed: FeedConfig, status: str, spread: float) -> None:
         """Poll ``feed`` from now on (again, with its new settings, if it was already polled)."""
-        with self._lock:
-            self._active[feed.url] = feed
+        self._active[feed.url] = feed
         self._set_status(feed.url, status)
         if status == "gone":
             log.warning("feed answered 410 Gone earlier and is not polled", extra={"feed": feed.url})
@@ -84,17 +90,23 @@ class FeedScheduler:
 
     def stop(self, url: str) -> None:
         """Stop polling ``url`` (paused or removed); a poll in flight finishes and is not rescheduled."""
-        with self._lock:
-            self._active.pop(url, None)
-            self._status.pop(url, None)
+        self._active.pop(url, None)
+        self._status.pop(url, None)
+        self._learned.pop(url, None)
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(url)
         self._set_status(url, None)
 
+    async def drain(self, grace: float) -> int:
+        """Wait up to ``grace`` seconds for the polls in flight; returns how many did not finish."""
+        if not self._running:
+            return 0
+        _done, pending = await asyncio.wait(set(self._running), timeout=grace)
+        return len(pending)
+
     def _schedule(self, feed: FeedConfig, when: datetime) -> None:
-        with self._lock:
-            if self._active.get(feed.url) != feed:
-                return  # stopped or replaced meanwhile
+        if self._active.get(feed.url) != feed:
+            return  # stopped or replaced meanwhile
         self._scheduler.add_job(
             self._run,
             DateTrigger(when),
@@ -104,10 +116,29 @@ class FeedScheduler:
             misfire_grace_time=None,
         )
 
-    def _run(self, feed: FeedConfig, planned: datetime) -> None:
-        self._metrics.schedule_lag.observe(max(0.0, (self._now() - planned).total_seconds()))
-        with self._limiter.slot(feed.url):
-            result = self._poller.poll(feed.url)
+    async def _run(self, feed: FeedConfig, planned: datetime) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            self._metrics.schedule_lag.observe(max(0.0, (self._now() - planned).total_seconds()))
+            async with self._slots, self._limiter.slot(feed.url):
+                result = await self._poll(feed.url)
+            self._after(feed, result)
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def _poll(self, url: str) -> PollResult:
+        try:
+            return await self._poller.poll(url)
+        except Exception:
+            # A bug must not end a feed's polling: count it, log it, and back off.
+            log.exception("poll failed unexpectedly", extra={"feed": url})
+            self._metrics.polls.labels("internal_error").inc()
+            return PollResult("internal_error", self._status.get(url, "active"), failures=1)
+
+    def _after(self, feed: FeedConfig, result: PollResult) -> None:
         self._set_status(feed.url, result.status)
         if result.status == "gone":
             return
@@ -127,16 +158,15 @@ class FeedScheduler:
         self._schedule(feed, when)
 
     def _set_status(self, url: str, status: str | None) -> None:
-        with self._lock:
-            if status is not None and url in self._active:
-                self._status[url] = status
-            counts = Counter(self._status.values())
+        if status is not None and url in self._active:
+            self._status[url] = status
+        counts = Counter(self._status.values())
         for name in STATUSES:
             self._metrics.feeds.labels(name).set(counts.get(name, 0))
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
-    """Run until ``stop`` is set; in-flight polls finish before returning."""
+    """Run until ``stop`` is set; in-flight polls finish (within ``fetcher.stop_grace``) first."""
     bootstrap = config.require_bootstrap()  # fail before opening anything
     registry = CollectorRegistry()
     metrics = FetcherMetrics(registry)
@@ -155,17 +185,11 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         metrics.pipeline,
         config.kafka.send_timeout,
     )
-    client = make_client(settings, NetGuard(config.allow_networks))
-    scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(settings.concurrency)}, timezone=UTC
-    )
+    workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="fetcher-worker")
     table: FeedTable | None = None
     try:
         health.set_not_ready("creating Kafka topics")
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
-        poller = FeedPoller(client, store, publisher, metrics, settings, health)
-        policy = Policy(settings.min_interval, settings.max_interval, settings.unhealthy_after)
-        feeds = FeedScheduler(scheduler, poller, HostLimiter(settings.per_host), policy, metrics)
         health.set_not_ready("loading runtime feed changes")
         table = FeedTable(
             make_consumer(bootstrap, config.kafka, None, "newswatch-fetcher-feeds"),
@@ -184,6 +208,38 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             metrics,
             stop,
         )
+        if not stop.is_set():
+            asyncio.run(_poll_feeds(config, table, store, publisher, workers, metrics, health, stop))
+    finally:
+        health.set_not_ready("stopping")
+        workers.shutdown(wait=True)  # a poll cut short by the grace period still records its work
+        if table is not None:
+            table.close()
+        publisher.close()
+        store.close()
+        server.stop()
+        log.info("fetcher stopped")
+
+
+async def _poll_feeds(
+    config: Config,
+    table: FeedTable,
+    store: FetcherStore,
+    publisher: Publisher,
+    workers: ThreadPoolExecutor,
+    metrics: FetcherMetrics,
+    health: Health,
+    stop: threading.Event,
+) -> None:
+    settings = config.fetcher
+    loop = asyncio.get_running_loop()
+    async with make_client(settings, NetGuard(config.allow_networks)) as client:
+        poller = FeedPoller(client, store, publisher, metrics, settings, health, workers)
+        policy = Policy(settings.min_interval, settings.max_interval, settings.unhealthy_after)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        feeds = FeedScheduler(
+            scheduler, poller, HostLimiter(settings.per_host), settings.concurrency, policy, metrics
+        )
         for feed in table.mine().values():
             feeds.start(feed, store.feed_state(feed.url).status, settings.start_spread)
         scheduler.start()
@@ -194,21 +250,21 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         )
         if not feeds.feeds:
             log.warning("no feeds to poll; add some under `feeds:` or with `newswatch feeds add URL`")
-        while not stop.wait(1.0):
-            health.beat()
-            if table.poll():
-                _reconcile(feeds, table.mine(), store, settings.start_spread)
-    finally:
-        health.set_not_ready("stopping")
-        if scheduler.running:
-            scheduler.shutdown(wait=True)
-        if table is not None:
-            table.close()
-        publisher.close()
-        client.close()
-        store.close()
-        server.stop()
-        log.info("fetcher stopped")
+        try:
+            while not await loop.run_in_executor(None, stop.wait, 1.0):
+                health.beat()
+                if await loop.run_in_executor(workers, table.poll):
+                    _reconcile(feeds, table.mine(), store, settings.start_spread)
+        finally:
+            health.set_not_ready("stopping")
+            scheduler.pause()  # no new polls; the ones in flight may finish
+            unfinished = await feeds.drain(settings.stop_grace)
+            if unfinished:
+                log.warning(
+                    "polls cut short at shutdown; they are retried at the next start",
+                    extra={"polls": unfinished},
+                )
+            scheduler.shutdown(wait=False)
 
 
 def _reconcile(

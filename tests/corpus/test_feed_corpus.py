@@ -32,6 +32,7 @@ from newswatch.shared.config import FetcherSettings
 from newswatch.shared.contract import ITEM_FLAGS, Item, decode, encode
 from newswatch.shared.netguard import NetGuard
 from tests.corpus.expected import READERS, Expected, decode_like_upstream, feedparser_expect
+from tests.support.aio import Aio
 from tests.support.corpus import corpus_dir
 
 pytestmark = pytest.mark.corpus
@@ -133,7 +134,7 @@ def agrees(
     return wrong
 
 
-def test_every_corpus_feed(feeds_root: Path, server: str) -> None:
+def test_every_corpus_feed(aio: Aio, feeds_root: Path, server: str) -> None:
     settings = FetcherSettings(timeout=10)
     client = make_client(settings, NetGuard([ipaddress.ip_network("127.0.0.0/8")]))
     stats: dict[str, SourceStats] = defaultdict(SourceStats)
@@ -149,7 +150,7 @@ def test_every_corpus_feed(feeds_root: Path, server: str) -> None:
         source.files += 1
         items: list[Item] = []
         try:
-            result = fetch(client, url, Validators(), settings)
+            result = aio(fetch(client, url, Validators(), settings))
             parsed = parse_feed(
                 result.body, result.content_type, result.url, settings.max_body_bytes, result.headers
             )
@@ -182,7 +183,7 @@ def test_every_corpus_feed(feeds_root: Path, server: str) -> None:
                 source.disagreements.append(f"{rel} entry {index}: {'; '.join(wrong)}")
             else:
                 source.agreed += 1
-    client.close()
+    aio(client.aclose())
 
     print("\nfeed corpus through fetch → parse → normalize")
     print(

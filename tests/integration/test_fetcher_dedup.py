@@ -20,6 +20,7 @@ from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
 from newswatch.shared.netguard import NetGuard
+from tests.support.aio import Aio
 from tests.support.kafka import read_json
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def entry(guid: str, title: str, link: str, hours_ago: float, summary: str = "Te
 
 
 def test_dedup_revisions_and_backfill(
-    db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+    aio: Aio, db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     feeds = FeedServer().start()
@@ -54,8 +55,8 @@ def test_dedup_revisions_and_backfill(
     client = make_client(settings, NetGuard([ipaddress.ip_network("127.0.0.0/8")]))
     poller = FeedPoller(client, store, publisher, metrics, settings, Health())
     try:
-        assert poller.poll(f"{base}/a.xml").outcome == "ok"
-        assert poller.poll(f"{base}/b.xml").outcome == "ok"
+        assert aio(poller.poll(f"{base}/a.xml")).outcome == "ok"
+        assert aio(poller.poll(f"{base}/b.xml")).outcome == "ok"
         # The story's title changes materially; a cosmetic change elsewhere does not count.
         feeds.set_feed(
             "/a.xml",
@@ -65,10 +66,10 @@ def test_dedup_revisions_and_backfill(
                 entry("a-old", "LAST WEEK'S NEWS!", "https://news.example/old", 72),
             ],
         )
-        assert poller.poll(f"{base}/a.xml").outcome == "ok"
-        assert poller.poll(f"{base}/a.xml").outcome == "not_modified"
+        assert aio(poller.poll(f"{base}/a.xml")).outcome == "ok"
+        assert aio(poller.poll(f"{base}/a.xml")).outcome == "not_modified"
     finally:
-        client.close()
+        aio(client.aclose())
         publisher.close()
         feeds.stop()
     published = [

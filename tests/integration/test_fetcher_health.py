@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from newswatch.fetcher.http_fetch import make_client
@@ -24,6 +24,7 @@ from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
 from newswatch.shared.netguard import NetGuard
+from tests.support.aio import Aio
 from tests.support.http import Reply, serve
 from tests.support.kafka import read_json
 
@@ -35,7 +36,7 @@ RSS = (
 
 
 def test_feed_health_transitions(
-    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+    aio: Aio, tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     flaky_calls = {"n": 0}
@@ -61,42 +62,45 @@ def test_feed_health_transitions(
     poller = FeedPoller(client, store, publisher, metrics, settings, Health())
     with serve(routes) as (base, seen):
         try:
-            moved = poller.poll(f"{base}/moved")
+            moved = aio(poller.poll(f"{base}/moved"))
             assert moved.outcome == "ok"
             assert moved.hints.min_seconds == 1800  # ttl 30 min beats max-age 60 s
             assert store.feed_state(f"{base}/moved").current_url == f"{base}/feed"
             seen.clear()
             # Same bytes and no validators: the body is not parsed again.
-            assert poller.poll(f"{base}/moved").outcome == "unchanged"
+            assert aio(poller.poll(f"{base}/moved")).outcome == "unchanged"
             assert [p for p, _ in seen] == ["/feed"]  # the stored URL is polled, not the old one
 
-            gone = poller.poll(f"{base}/gone")
+            gone = aio(poller.poll(f"{base}/gone"))
             assert (gone.outcome, gone.status) == ("http_error", "gone")
 
-            busy = poller.poll(f"{base}/busy")
+            busy = aio(poller.poll(f"{base}/busy"))
             assert (busy.outcome, busy.retry_after, busy.status) == ("http_error", 120.0, "active")
 
-            statuses = [poller.poll(f"{base}/flaky").status for _ in range(4)]
+            statuses = [aio(poller.poll(f"{base}/flaky")).status for _ in range(4)]
             assert statuses == ["active", "active", "unhealthy", "active"]
             assert store.feed_state(f"{base}/flaky").failures == 0
 
             # The scheduler: a gone feed is not scheduled again; others get one pending job.
-            scheduler = BackgroundScheduler(timezone=UTC)
-            scheduler.start(paused=True)
-            feeds = FeedScheduler(scheduler, poller, HostLimiter(2), Policy(60, 3600), metrics)
-            feeds.start(FeedConfig(url=f"{base}/gone"), "gone", 10)
-            feeds.start(FeedConfig(url=f"{base}/feed", interval=5), "active", 10)
-            assert scheduler.get_job(f"{base}/gone") is None
-            assert scheduler.get_job(f"{base}/feed") is not None
-            feeds._run(FeedConfig(url=f"{base}/feed", interval=5), datetime.now(UTC))
-            job = scheduler.get_job(f"{base}/feed")
-            assert job is not None
-            delay = (job.trigger.run_date - datetime.now(UTC)).total_seconds()
+            async def schedule() -> float:
+                scheduler = AsyncIOScheduler(timezone=UTC)
+                scheduler.start(paused=True)
+                feeds = FeedScheduler(scheduler, poller, HostLimiter(2), 4, Policy(60, 3600), metrics)
+                feeds.start(FeedConfig(url=f"{base}/gone"), "gone", 10)
+                feeds.start(FeedConfig(url=f"{base}/feed", interval=5), "active", 10)
+                assert scheduler.get_job(f"{base}/gone") is None
+                assert scheduler.get_job(f"{base}/feed") is not None
+                await feeds._run(FeedConfig(url=f"{base}/feed", interval=5), datetime.now(UTC))
+                job = scheduler.get_job(f"{base}/feed")
+                assert job is not None
+                scheduler.shutdown(wait=False)
+                return float((job.trigger.run_date - datetime.now(UTC)).total_seconds())
+
+            delay = aio(schedule())
             assert 1800 * 0.8 - 5 <= delay <= 3600  # the publisher's ttl (30 min) is honoured
             assert metrics.feeds.labels("gone")._value.get() == 1
-            scheduler.shutdown(wait=False)
         finally:
-            client.close()
+            aio(client.aclose())
             publisher.close()
             store.close()
     events: dict[str, list[tuple[str, int]]] = {}

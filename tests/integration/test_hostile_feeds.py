@@ -30,6 +30,7 @@ from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
 from newswatch.shared.netguard import NetGuard
+from tests.support.aio import Aio
 from tests.support.kafka import read_json
 
 pytestmark = pytest.mark.integration
@@ -156,7 +157,7 @@ CASES = [
 
 
 def test_hostile_feeds_are_refused_or_contained(
-    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings, hostile_server: str
+    aio: Aio, tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings, hostile_server: str
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     settings = FetcherSettings(timeout=1.5, parse_timeout=0.5, isolate_parse_above=MB)
@@ -173,7 +174,7 @@ def test_hostile_feeds_are_refused_or_contained(
             before = {o: metrics.polls.labels(o)._value.get() for o in allowed}
             tracemalloc.start()
             started = time.perf_counter()
-            outcome = poller.poll(hostile_server + path).outcome
+            outcome = aio(poller.poll(hostile_server + path)).outcome
             elapsed = time.perf_counter() - started
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
@@ -182,7 +183,7 @@ def test_hostile_feeds_are_refused_or_contained(
             assert metrics.polls.labels(outcome)._value.get() == before[outcome] + 1
             assert peak < 100 * MB, f"{path}: peak {peak / MB:.0f} MB"
     finally:
-        client.close()
+        aio(client.aclose())
         publisher.close()
         store.close()
     print(f"\n{'case':<20} {'outcome':<14} {'seconds':>8} {'peak MB':>8}")

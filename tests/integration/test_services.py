@@ -54,6 +54,7 @@ from newswatch.shared.kafka_io import (
 )
 from newswatch.shared.metrics import PipelineMetrics
 from newswatch.shared.netguard import NetGuard
+from tests.support.aio import Aio
 from tests.support.kafka import read_records
 from tests.support.waiting import wait_for
 
@@ -72,7 +73,7 @@ def publisher_for(broker: EmbeddedBroker, settings: KafkaSettings, metrics: Pipe
 
 
 def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
-    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+    aio: Aio, tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     feeds = FeedServer().start()
@@ -97,8 +98,8 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
     try:
         m = FetcherMetrics(CollectorRegistry())
         first, store, pub = poller(m)
-        assert first.poll(url).outcome == "ok"
-        assert first.poll(url).outcome == "not_modified"  # ETag honoured
+        assert aio(first.poll(url)).outcome == "ok"
+        assert aio(first.poll(url)).outcome == "not_modified"  # ETag honoured
         store.close()
         pub.close()
         assert len(read_records(broker.bootstrap, ITEMS)) == 3
@@ -109,7 +110,7 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
         )
         m2 = FetcherMetrics(CollectorRegistry())
         second, store, pub = poller(m2)
-        assert second.poll(url).outcome == "ok"
+        assert aio(second.poll(url)).outcome == "ok"
         published = [json.loads(r.value)["title"] for r in read_records(broker.bootstrap, ITEMS)]
         assert published.count("Fresh story") == 1 and len(published) == 4
         assert m2.items_duplicate.labels("seen")._value.get() == 3
@@ -119,10 +120,10 @@ def test_poller_publishes_once_across_restarts_and_keeps_items_when_kafka_fails(
             "/world.xml", entries[0].__class__("new-2", "Second story", "B", f"{feeds.base_url}/m", now)
         )
         broker.stop()
-        assert second.poll(url).outcome == "publish_error"
+        assert aio(second.poll(url)).outcome == "publish_error"
         broker.start()
         ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-        assert second.poll(url).outcome == "ok"  # validators were not saved: a full fetch, not a 304
+        assert aio(second.poll(url)).outcome == "ok"  # validators were not saved: a full fetch, not a 304
         titles = [json.loads(r.value)["title"] for r in read_records(broker.bootstrap, ITEMS)]
         assert titles == ["Second story"]  # the restarted broker is empty; only the missed item is new
         store.close()

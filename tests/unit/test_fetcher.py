@@ -20,6 +20,7 @@ from newswatch.fetcher.normalize import (
 from newswatch.fetcher.parse import parse_feed, strip_internal_subset
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.netguard import NetGuard
+from tests.support.aio import Aio
 from tests.support.http import Reply, serve
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -97,7 +98,7 @@ def settings(**kw: object) -> FetcherSettings:
     return FetcherSettings(timeout=5, **kw)  # type: ignore[arg-type]
 
 
-def test_conditional_get_sends_validators_independently() -> None:
+def test_conditional_get_sends_validators_independently(aio: Aio) -> None:
     def feed(headers: dict[str, str]) -> Reply:
         if headers.get("if-none-match") == '"v1"':
             return Reply(304)
@@ -110,36 +111,36 @@ def test_conditional_get_sends_validators_independently() -> None:
 
     with serve({"/feed": feed, "/dated": dated}) as (base, seen):
         client = make_client(settings(), NetGuard(LOOPBACK))
-        first = fetch(client, f"{base}/feed", Validators(), settings())
+        first = aio(fetch(client, f"{base}/feed", Validators(), settings()))
         assert first.status == 200 and first.validators == Validators(etag='"v1"')
-        assert fetch(client, f"{base}/feed", first.validators, settings()).not_modified
-        dated_first = fetch(client, f"{base}/dated", Validators(), settings())
+        assert aio(fetch(client, f"{base}/feed", first.validators, settings())).not_modified
+        dated_first = aio(fetch(client, f"{base}/dated", Validators(), settings()))
         assert dated_first.validators == Validators(last_modified="Tue, 24 Nov 2026 10:00:00 GMT")
-        assert fetch(client, f"{base}/dated", dated_first.validators, settings()).not_modified
+        assert aio(fetch(client, f"{base}/dated", dated_first.validators, settings())).not_modified
         assert "if-modified-since" not in seen[1][1] and "if-none-match" not in seen[3][1]
         assert "newswatch" in seen[0][1]["user-agent"]
 
 
-def test_body_cap_applies_after_decompression() -> None:
+def test_body_cap_applies_after_decompression(aio: Aio) -> None:
     bomb = gzip.compress(b"<" * (5 * 1024 * 1024))
     with serve({"/bomb": lambda _h: Reply(200, bomb, {"Content-Encoding": "gzip"})}) as (base, _):
         client = make_client(settings(max_body_bytes=1024 * 1024), NetGuard(LOOPBACK))
         assert len(bomb) < 1024 * 1024
         with pytest.raises(TooLargeError, match="exceeds 1048576 bytes"):
-            fetch(client, f"{base}/bomb", Validators(), settings(max_body_bytes=1024 * 1024))
+            aio(fetch(client, f"{base}/bomb", Validators(), settings(max_body_bytes=1024 * 1024)))
 
 
-def test_http_errors_and_ssrf_guard() -> None:
+def test_http_errors_and_ssrf_guard(aio: Aio) -> None:
     with serve({"/redirect": lambda _h: Reply(302, b"", {"Location": "http://127.0.0.2:9/x"})}) as (base, _):
         client = make_client(settings(), NetGuard(LOOPBACK))
         with pytest.raises(HttpStatusError, match="HTTP 404"):
-            fetch(client, f"{base}/missing", Validators(), settings())
+            aio(fetch(client, f"{base}/missing", Validators(), settings()))
         guarded = make_client(settings(), NetGuard([]))
         with pytest.raises(BlockedError, match="not a public address"):
-            fetch(guarded, f"{base}/redirect", Validators(), settings())
+            aio(fetch(guarded, f"{base}/redirect", Validators(), settings()))
         only_first = make_client(settings(), NetGuard([ipaddress.ip_network("127.0.0.1/32")]))
         with pytest.raises(BlockedError, match=r"127\.0\.0\.2"):  # the redirect target is checked too
-            fetch(only_first, f"{base}/redirect", Validators(), settings())
+            aio(fetch(only_first, f"{base}/redirect", Validators(), settings()))
 
 
 def test_json_feed_dates_and_errors() -> None:
@@ -213,23 +214,27 @@ def test_plain_text_separates_blocks_and_drops_scripts() -> None:
     assert plain_text("<b>bo</b>ld &amp; &lt;tag&gt;") == "bold & <tag>"
 
 
-def test_the_vetted_address_is_the_connected_one() -> None:
+def test_the_vetted_address_is_the_connected_one(aio: Aio) -> None:
     """Our resolver decides where we connect: a name that resolves to loopback is refused
     unless allowed, and when allowed we connect to exactly the address that was checked."""
     with serve({"/feed": lambda _h: Reply(200, RSS)}) as (base, seen):
         port = int(base.rsplit(":", 1)[1])
         rebinding = NetGuard([], resolver=lambda host, p: ["127.0.0.1"])
         with pytest.raises(BlockedError, match=r"rebind\.test resolves to 127\.0\.0\.1"):
-            fetch(
-                make_client(settings(), rebinding),
-                f"http://rebind.test:{port}/feed",
-                Validators(),
-                settings(),
+            aio(
+                fetch(
+                    make_client(settings(), rebinding),
+                    f"http://rebind.test:{port}/feed",
+                    Validators(),
+                    settings(),
+                )
             )
         assert seen == []  # refused before any connection
         allowed = NetGuard(LOOPBACK, resolver=lambda host, p: ["127.0.0.1"])
-        result = fetch(
-            make_client(settings(), allowed), f"http://rebind.test:{port}/feed", Validators(), settings()
+        result = aio(
+            fetch(
+                make_client(settings(), allowed), f"http://rebind.test:{port}/feed", Validators(), settings()
+            )
         )
         assert result.status == 200
         assert seen[0][1]["host"] == f"rebind.test:{port}"  # the Host header keeps the name

@@ -92,29 +92,25 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(None, NOW) is None
 
 
-def test_host_limiter_bounds_concurrency_per_host() -> None:
-    import threading
-    import time
+def test_host_limiter_bounds_concurrency_per_host_and_forgets_idle_hosts() -> None:
+    import asyncio
 
     from newswatch.fetcher.politeness import HostLimiter
 
     limiter = HostLimiter(2)
     active: dict[str, int] = {"a": 0, "b": 0}
     peak: dict[str, int] = {"a": 0, "b": 0}
-    lock = threading.Lock()
 
-    def fetch(host: str) -> None:
-        with limiter.slot(f"https://{host}.example/feed"):
-            with lock:
-                active[host] += 1
-                peak[host] = max(peak[host], active[host])
-            time.sleep(0.02)
-            with lock:
-                active[host] -= 1
+    async def fetch(host: str) -> None:
+        async with limiter.slot(f"https://{host}.example/feed"):
+            active[host] += 1
+            peak[host] = max(peak[host], active[host])
+            await asyncio.sleep(0.01)
+            active[host] -= 1
 
-    threads = [threading.Thread(target=fetch, args=(h,)) for h in "ab" * 6]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
+    async def main() -> None:
+        await asyncio.gather(*(fetch(h) for h in "ab" * 6))
+
+    asyncio.run(main())
     assert peak == {"a": 2, "b": 2}
+    assert not limiter._slots  # no semaphore kept for hosts with nothing in flight
