@@ -133,7 +133,12 @@ def parse_ratio(bodies: list[bytes]) -> tuple[float, float]:
     for n, body in enumerate(bodies):
         parsed = parse_feed(body, "application/rss+xml", f"http://127.0.0.1/f/{n}.xml")
         context = feed_context(
-            f"http://127.0.0.1/f/{n}.xml", parsed.title, parsed.link, parsed.language, parsed.entries
+            f"http://127.0.0.1/f/{n}.xml",
+            parsed.title,
+            parsed.link,
+            parsed.language,
+            parsed.entries,
+            parsed.base,
         )
         items = [normalize_entry(e, context, fetched_at) for e in parsed.entries]
         decide(items, {}, {}, False, fetched_at, timedelta(days=1), 20)

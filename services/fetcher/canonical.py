@@ -16,6 +16,7 @@ _TRACKING_NAMES = frozenset(
      "vero_id", "s_kwcid", "rss_source"}
 )  # fmt: skip
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_ABSOLUTE = ("http://", "https://")
 
 
 def _is_tracking(name: str) -> bool:
@@ -28,7 +29,7 @@ def canonical_url(link: str, base: str = "") -> str:
     link = link.strip()
     if not link:
         return ""
-    if base:
+    if base and not link.startswith(_ABSOLUTE):  # urljoin is the costly part; most links are absolute
         link = urljoin(base, link)
     try:
         parts = urlsplit(link)
@@ -43,5 +44,8 @@ def canonical_url(link: str, base: str = "") -> str:
         host = f"[{host}]"
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         host = f"{host}:{port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k))
-    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+    query = ""
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode(sorted((k, v) for k, v in pairs if not _is_tracking(k)))
+    return urlunsplit((scheme, host, parts.path or "/", query, ""))

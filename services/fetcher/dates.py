@@ -2,18 +2,16 @@
 
 Real news feeds write ``Seg, 24 Set 2018 19:42:40 -0300`` (Portuguese) or ``mer, 16 nov
 2022 00:38:15 +0100`` (Italian). Translating the month name to English and dropping the
-weekday lets the standard RFC 822 parser read them. Registered with feedparser's public
-``registerDateHandler`` hook; also used for JSON Feed dates, which are sometimes RFC 822.
+weekday lets the standard RFC 822 parser read them. Used as a fallback when feedparser
+leaves a date unparsed (not registered with feedparser: a registered handler runs first for
+every date of every feed), and for JSON Feed dates, which are sometimes RFC 822.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-
-import feedparser
 
 _MONTHS = {
     "jan": ("jan", "janv", "janvier", "januar", "janeiro", "gennaio", "enero", "januari", "ene", "gen"),
@@ -62,11 +60,6 @@ def parse_localized_rfc822(value: str) -> datetime | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _feedparser_handler(value: str) -> time.struct_time | None:
-    parsed = parse_localized_rfc822(value)
-    return parsed.utctimetuple() if parsed else None
-
-
 def parse_any_date(value: object) -> datetime | None:
     """ISO 8601 / RFC 3339, RFC 822, or localized RFC 822; None when unreadable."""
     if not isinstance(value, str) or not value.strip():
@@ -80,6 +73,3 @@ def parse_any_date(value: object) -> datetime | None:
         except (TypeError, ValueError, IndexError):
             return parse_localized_rfc822(text)
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-feedparser.registerDateHandler(_feedparser_handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import html
 import re
@@ -14,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import nh3
 
 from newswatch.fetcher.canonical import canonical_url
+from newswatch.fetcher.dates import parse_localized_rfc822
 from newswatch.fetcher.language import detect_language
 from newswatch.shared.contract import Enclosure, Item, Source
 
@@ -64,27 +66,47 @@ class FeedContext:
     site: str = ""
     language: str = ""
     language_detected: bool = False  # ``language`` is a guess from the entries' text
+    base: str = ""  # relative links are resolved against this (the feed URL when empty)
+
+    @functools.cached_property
+    def source(self) -> Source:
+        """The same for every entry of the feed: built once per poll."""
+        return Source(
+            feed_url=self.url,
+            feed_title=plain_text(self.title),
+            site=self.site,
+            host=urlsplit(self.url).hostname or "",
+        )
 
 
-def feed_context(url: str, title: str, site: str, language: str, entries: list[Any]) -> FeedContext:
+def feed_context(
+    url: str, title: str, site: str, language: str, entries: list[Any], base: str = ""
+) -> FeedContext:
     """What entries inherit from their feed; a feed without a language gets a guessed one.
 
     One guess per poll, from the first entries' titles and summaries: the items of one
     feed almost always share a language, and one call costs far less than one per item.
     """
+    base = base or url
+    site = _absolute(site, base) if site else ""
     if language.strip():
-        return FeedContext(url, title, site, language)
+        return FeedContext(url, title, site, language, base=base)
     sample = " ".join(f"{_get(e, 'title') or ''}. {str(_get(e, 'summary') or '')[:120]}" for e in entries[:3])
     guess = detect_language(plain_text(sample))
-    return FeedContext(url, title, site, guess, language_detected=bool(guess))
+    return FeedContext(url, title, site, guess, language_detected=bool(guess), base=base)
 
 
-def _parsed_time(entry: Any, key: str) -> datetime | None:
-    # dict.get, not FeedParserDict.get: the latter maps a missing updated_parsed to
-    # published_parsed (with a DeprecationWarning), which would blur the two dates.
-    parsed = dict.get(entry, key)
+def _entry_time(entry: Any, key: str) -> datetime | None:
+    """The entry's ``published``/``updated`` date in UTC, if readable.
+
+    feedparser's own parse first; a date it could not read gets one more try as a localized
+    RFC 822 date. dict.get, not FeedParserDict.get: the latter maps a missing updated_parsed
+    to published_parsed (with a DeprecationWarning), which would blur the two dates.
+    """
+    parsed = _get(entry, f"{key}_parsed")
     if not parsed:
-        return None
+        raw = _get(entry, key)
+        return parse_localized_rfc822(raw) if isinstance(raw, str) and raw else None
     try:
         return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
     except (OverflowError, ValueError, OSError, TypeError):
@@ -103,12 +125,13 @@ def _language(entry: Any, feed_language: str) -> str:
 
 
 def _content_html(entry: Any, base: str) -> str:
+    """Sanitized rich content; its relative links resolve against its xml:base, else ``base``."""
     for content in _get(entry, "content") or ():
         if "html" in str(content.get("type", "")) and content.get("value"):
-            return sanitize_html(str(content["value"]), str(content.get("base") or base))
+            return sanitize_html(str(content["value"]), _absolute(str(content.get("base") or ""), base))
     detail = _get(entry, "summary_detail") or {}
     if "html" in str(detail.get("type", "")) and _get(entry, "summary"):
-        return sanitize_html(str(entry["summary"]), str(detail.get("base") or base))
+        return sanitize_html(str(entry["summary"]), _absolute(str(detail.get("base") or ""), base))
     return ""
 
 
@@ -164,13 +187,19 @@ def _enclosures(entry: Any, base: str) -> tuple[Enclosure, ...]:
     return tuple(out)
 
 
+def _absolute(link: str, base: str) -> str:
+    if not link:
+        return base
+    return link if link.startswith(("http://", "https://")) else urljoin(base, link)
+
+
 def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item:
     """One feedparser entry as a contract Item (pure: same input, same output)."""
     summary = str(_get(entry, "summary") or "")
     if not summary and _get(entry, "content"):
         summary = str(entry["content"][0].get("value", ""))
-    published = _parsed_time(entry, "published_parsed")
-    updated = _parsed_time(entry, "updated_parsed")
+    published = _entry_time(entry, "published")
+    updated = _entry_time(entry, "updated")
     flags = []
     when = published or updated
     if when is None:
@@ -179,7 +208,9 @@ def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item
     elif when > fetched_at + FUTURE_SKEW:
         when = fetched_at
         flags.append("date_in_future")
-    link = str(_get(entry, "link") or "")
+    base = feed.base or feed.url
+    raw_link = str(_get(entry, "link") or "").strip()
+    link = _absolute(raw_link, base) if raw_link else ""
     title = plain_text(str(_get(entry, "title") or ""))
     plain_summary = plain_text(summary)[:MAX_SUMMARY_CHARS]
     language = _language(entry, "")
@@ -190,10 +221,10 @@ def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item
     return Item(
         item_id=item_id_for(feed.url, entry),
         url=link,
-        canonical_url=canonical_url(link, feed.url),
+        canonical_url=canonical_url(link),
         title=title,
         summary=plain_summary,
-        content_html=_content_html(entry, urljoin(feed.url, link) if link else feed.url),
+        content_html=_content_html(entry, link or base),
         published=when,
         updated=updated,
         fetched_at=fetched_at,
@@ -201,12 +232,7 @@ def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item
         language=language,
         authors=_names(entry),
         categories=_categories(entry),
-        enclosures=_enclosures(entry, feed.url),
+        enclosures=_enclosures(entry, base),
         flags=tuple(flags),
-        source=Source(
-            feed_url=feed.url,
-            feed_title=plain_text(feed.title),
-            site=feed.site,
-            host=urlsplit(feed.url).hostname or "",
-        ),
+        source=feed.source,
     )

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
@@ -32,6 +33,7 @@ class ParsedFeed:
     entries: list[Any]
     language: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # feed-level keys (ttl, sy_updateperiod, …)
+    base: str = ""  # what relative links are relative to: Content-Location, else the fetched URL
 
 
 def strip_internal_subset(body: bytes) -> bytes:
@@ -97,6 +99,7 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         title=str(data.get("title", "")),
         link=str(data.get("home_page_url", "")),
         entries=entries,
+        base=url,
         language=str(data.get("language", "") or ""),
     )
 
@@ -117,11 +120,16 @@ def parse_feed(
     if body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return parse_json_feed(body, url)
     body = strip_internal_subset(body)
-    response_headers = {"content-location": url, **(headers or {}), "content-type": content_type}
-    # feedparser's HTML passes are switched off: titles and summaries become plain text, and
-    # rich content is sanitized by nh3 in normalize, which also makes its links absolute.
+    headers = dict(headers or {})
+    base = urljoin(url, headers.pop("content-location", "")) if headers.get("content-location") else url
+    # No base URL for feedparser: given one, it joins it with itself at every element (a fifth
+    # of its time); links are made absolute in normalize instead. Its HTML passes are off too:
+    # titles and summaries become plain text, and rich content is sanitized by nh3.
     result = feedparser.parse(
-        body, response_headers=response_headers, sanitize_html=False, resolve_relative_uris=False
+        body,
+        response_headers={**headers, "content-type": content_type},
+        sanitize_html=False,
+        resolve_relative_uris=False,
     )
     version = result.get("version", "")
     feed = result.get("feed", {})
@@ -137,4 +145,5 @@ def parse_feed(
         entries=list(result.entries),
         language=str(feed.get("language", "") or ""),
         meta=dict(feed),
+        base=base,
     )

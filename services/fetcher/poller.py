@@ -142,7 +142,7 @@ class FeedPoller:
         )
         fetched_at = self._now()
         items: dict[str, Item] = {}
-        context = feed_context(url, parsed.title, parsed.link, parsed.language, parsed.entries)
+        context = feed_context(url, parsed.title, parsed.link, parsed.language, parsed.entries, parsed.base)
         for entry in parsed.entries:
             item = normalize_entry(entry, context, fetched_at)
             items.setdefault(item.item_id, item)

@@ -154,7 +154,9 @@ def test_every_corpus_feed(aio: Aio, feeds_root: Path, server: str) -> None:
             parsed = parse_feed(
                 result.body, result.content_type, result.url, settings.max_body_bytes, result.headers
             )
-            context = feed_context(url, parsed.title, parsed.link, parsed.language, parsed.entries)
+            context = feed_context(
+                url, parsed.title, parsed.link, parsed.language, parsed.entries, parsed.base
+            )
             for entry in parsed.entries:
                 item = normalize_entry(entry, context, FETCHED_AT)
                 assert decode(Item, encode(item)) == item

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newswatch.fetcher.dates import parse_any_date, parse_localized_rfc822
+from newswatch.fetcher.normalize import FeedContext, normalize_entry
 from newswatch.fetcher.parse import parse_feed
 
 
@@ -34,7 +35,13 @@ def test_parse_any_date_forms() -> None:
     assert parse_any_date("soon") is None
 
 
-def test_feedparser_reads_localized_dates_through_the_registered_handler() -> None:
-    rss = b"<rss version='2.0'><channel><title>t</title><item><guid>1</guid><pubDate>Seg, 24 Set 2018 19:42:40 -0300</pubDate></item></channel></rss>"
+def test_localized_dates_feedparser_cannot_read_are_read_in_normalization() -> None:
+    rss = (
+        b"<rss version='2.0'><channel><title>t</title><item><guid>1</guid>"
+        b"<pubDate>Seg, 24 Set 2018 19:42:40 -0300</pubDate></item></channel></rss>"
+    )
     entry = parse_feed(rss, "application/rss+xml", "http://x/").entries[0]
-    assert tuple(entry["published_parsed"])[:6] == (2018, 9, 24, 22, 42, 40)
+    fetched = datetime(2026, 11, 25, tzinfo=UTC)
+    item = normalize_entry(entry, FeedContext("http://x/"), fetched)
+    assert item.published == datetime(2018, 9, 24, 22, 42, 40, tzinfo=UTC)
+    assert "date_missing" not in item.flags

@@ -258,3 +258,42 @@ def test_language_is_declared_or_detected_and_flagged() -> None:
     assert (item.language, "language_detected" in item.flags) == ("pt-br", False)
     too_short = feed_context("http://x/", "", "", "", parsed.entries[1:])
     assert (too_short.language, too_short.language_detected) == ("", False)
+
+
+def test_relative_links_resolve_against_content_location_xml_base_or_the_feed() -> None:
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>/home</link>'
+        b"<item><guid>1</guid><title>One</title><link>/story/1?utm_source=x</link>"
+        b'<description>&lt;a href="more"&gt;more&lt;/a&gt;</description></item></channel></rss>'
+    )
+    fetched = datetime(2026, 11, 25, tzinfo=UTC)
+    cases = [
+        ({}, "https://news.example/feeds/rss.xml"),
+        ({"content-location": "/other/"}, "https://news.example/other/"),
+    ]
+    for headers, base in cases:
+        assert (
+            parse_feed(rss, "application/rss+xml", "https://news.example/feeds/rss.xml", headers=headers).base
+            == base
+        )
+    parsed = parse_feed(rss, "application/rss+xml", "https://news.example/feeds/rss.xml")
+    context = feed_context(
+        "https://news.example/feeds/rss.xml", parsed.title, parsed.link, "en", parsed.entries, parsed.base
+    )
+    item = normalize_entry(parsed.entries[0], context, fetched)
+    assert item.url == "https://news.example/story/1?utm_source=x"
+    assert item.canonical_url == "https://news.example/story/1"
+    assert 'href="https://news.example/story/more"' in item.content_html  # against the item's link
+    assert item.source.site == "https://news.example/home"
+    atom = (
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://cdn.example/blog/">'
+        b'<title>A</title><entry><id>a1</id><title>A1</title><link href="posts/a1"/>'
+        b'<content type="html" xml:base="https://cdn.example/img/">&lt;img src="x.png"&gt;</content></entry></feed>'
+    )
+    parsed = parse_feed(atom, "application/atom+xml", "https://news.example/atom.xml")
+    context = feed_context(
+        "https://news.example/atom.xml", parsed.title, parsed.link, "en", parsed.entries, parsed.base
+    )
+    item = normalize_entry(parsed.entries[0], context, fetched)
+    assert item.url == "https://cdn.example/blog/posts/a1"
+    assert 'src="https://cdn.example/img/x.png"' in item.content_html
