@@ -104,12 +104,19 @@ class FeedPoller:
         return await asyncio.get_running_loop().run_in_executor(self._workers, functools.partial(func, *args))
 
     async def _poll(self, url: str) -> PollResult:
-        state = await self._blocking(self._store.feed_state, url)
+        state = self._store.cached_state(url) or await self._blocking(self._store.feed_state, url)
         try:
             with self._metrics.fetch_duration.time():
                 fetched = await fetch(self._client, state.current_url, state.validators, self._settings)
         except FetchError as exc:
             return await self._blocking(self._failed, url, exc)
+        if (
+            fetched.not_modified
+            and fetched.moved_to in (None, state.current_url)
+            and self._store.cached_state(url) is state
+            and self._store.success_is_noop(url, state.validators)
+        ):
+            return PollResult("not_modified")  # the common case: nothing to record, no thread needed
         try:
             return await self._blocking(self._process, url, state, fetched)
         except FetchError as exc:  # the body was not a feed, or too costly to parse

@@ -191,17 +191,9 @@ class FetcherStore:
         A repeat of the last recorded success (a 304, or the same bytes) writes nothing: that
         is most polls, and the write would only move timestamps.
         """
-        current = self.feed_state(url)
-        unchanged = (
-            not current.first_poll
-            and current.failures == 0
-            and current.status == "active"
-            and current.validators == validators
-            and current_url in (None, current.current_url)
-            and body_hash in (None, current.body_hash)
-        )
-        if unchanged:
+        if self.success_is_noop(url, validators, current_url, body_hash):
             return
+        current = self.feed_state(url)
         now = self._clock()
         row: dict[str, object] = {
             "url": url,
@@ -219,7 +211,36 @@ class FetcherStore:
             row["body_hash"] = body_hash
         with transaction(self._engine, "saving feed state") as conn:
             upsert(conn, FEEDS, [row], ["url"])
-        self._forget(url)
+        written = FeedState(
+            url,
+            current_url or current.current_url,
+            validators,
+            0,
+            "active",
+            False,
+            current.body_hash if body_hash is None else body_hash,
+        )
+        with self._cache_lock:  # what the row now holds: the next poll needs no read
+            self._states[url] = written
+
+    def cached_state(self, url: str) -> FeedState | None:
+        """The feed's state if it is in memory (no I/O: safe on the event loop)."""
+        with self._cache_lock:
+            return self._states.get(url)
+
+    def success_is_noop(
+        self, url: str, validators: Validators, current_url: str | None = None, body_hash: str | None = None
+    ) -> bool:
+        """Whether ``record_success`` with these values would write nothing (no I/O when cached)."""
+        current = self.cached_state(url) or self.feed_state(url)
+        return (
+            not current.first_poll
+            and current.failures == 0
+            and current.status == "active"
+            and current.validators == validators
+            and current_url in (None, current.current_url)
+            and body_hash in (None, current.body_hash)
+        )
 
     def record_failure(self, url: str, error: str, status: str | None = None) -> FeedState:
         """Count one more failure in a row (and set ``status`` if given); returns the new state."""

@@ -17,7 +17,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
-from newswatch.fetcher.http_fetch import make_client
+from newswatch.fetcher.http_fetch import Validators, make_client
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.politeness import HostLimiter
 from newswatch.fetcher.poller import FeedPoller
@@ -32,7 +32,7 @@ from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
 from newswatch.shared.netguard import NetGuard
 from tests.support.aio import Aio
-from tests.support.http import Reply, serve
+from tests.support.http import Reply, Route, serve
 from tests.support.kafka import read_json
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def test_slow_servers_do_not_hold_up_other_feeds(
         release.wait(30)  # bounded: the test releases it, or the fetch times out
         return Reply(200, RSS.replace(b"Fast", b"Slow"))
 
-    routes = {f"/slow{i}.xml": slow for i in range(SLOW)}
+    routes: dict[str, Route] = {f"/slow{i}.xml": slow for i in range(SLOW)}
     routes["/fast.xml"] = lambda _h: Reply(200, RSS, {"Content-Type": "application/rss+xml"})
     settings = FetcherSettings(timeout=20, concurrency=SLOW + 4, workers=2, per_host=SLOW + 4)
     metrics = FetcherMetrics(CollectorRegistry())
@@ -103,3 +103,39 @@ def test_slow_servers_do_not_hold_up_other_feeds(
     # The slow feeds carry the fast story's link: published once, the others are also_in.
     assert [i["title"] for i in read_json(broker.bootstrap, ITEMS)] == ["Fast news"]
     assert metrics.items_duplicate.labels("same_url")._value.get() == SLOW
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_repeated_304_is_handled_on_the_event_loop(aio: Aio, tmp_path: Path) -> None:
+    """Most polls are 304s with nothing to record: they must not queue behind parsing work."""
+
+    def feed(headers: dict[str, str]) -> Reply:
+        if headers.get("if-none-match") == '"v1"':
+            return Reply(304)
+        return Reply(200, RSS, {"ETag": '"v1"', "Content-Type": "application/rss+xml"})
+
+    settings = FetcherSettings(timeout=5)
+    metrics = FetcherMetrics(CollectorRegistry())
+    store = FetcherStore(make_engine(f"sqlite:///{tmp_path}/f.sqlite3"), 100)
+    workers = CountingExecutor()
+    client = make_client(settings, NetGuard([ipaddress.ip_network("127.0.0.0/8")]))
+    poller = FeedPoller(client, store, None, metrics, settings, Health(), workers)  # type: ignore[arg-type]
+    try:
+        with serve({"/feed.xml": feed}) as (base, _seen):
+            store.record_success(f"{base}/feed.xml", Validators(etag='"v1"'))  # as after a full poll
+            outcomes = [aio(poller.poll(f"{base}/feed.xml")).outcome for _ in range(3)]
+    finally:
+        aio(client.aclose())
+        workers.shutdown()
+        store.close()
+    assert outcomes == ["not_modified"] * 3
+    assert workers.submitted == 0

@@ -126,3 +126,17 @@ def test_journal_is_closed_by_remember_and_floors_follow_the_acks(db_url: str) -
     assert seen(store, "g", [A, B, OLD]) == {A, OLD}
     assert store.url_owners(["https://x/a"]) == {"https://x/a": A}
     store.close()
+
+
+def test_cached_state_after_a_write_is_what_the_database_holds(db_url: str) -> None:
+    store = FetcherStore(make_engine(db_url), keep_per_feed=100)
+    store.record_success("f", Validators(etag='"e"'), body_hash="a" * 64)
+    store.record_success("f", Validators('"e2"', "Tue, 24 Nov 2026 10:00:00 GMT"), "https://moved/f")
+    store.record_success("g", Validators(), "https://moved/g", "b" * 64)
+    cached = {u: store.cached_state(u) for u in ("f", "g")}
+    assert store.success_is_noop("f", Validators('"e2"', "Tue, 24 Nov 2026 10:00:00 GMT"))
+    assert not store.success_is_noop("f", Validators('"e3"'))
+    reopened = FetcherStore(make_engine(db_url), keep_per_feed=100)
+    assert cached == {u: reopened.feed_state(u) for u in ("f", "g")}
+    store.close()
+    reopened.close()
