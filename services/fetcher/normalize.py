@@ -20,6 +20,7 @@ from newswatch.fetcher.language import detect_language
 from newswatch.shared.contract import Enclosure, Item, Source
 
 _SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 #: Plain dict lookups: FeedParserDict.get maps legacy aliases on every call, which costs more
@@ -38,6 +39,8 @@ def plain_text(value: str) -> str:
         value = html.unescape(_TEXT_ONLY.clean(_BLOCK_TAG.sub(r" <\1\2", value)))
     elif "&" in value:
         value = html.unescape(value)
+    if not value.isprintable():  # control characters (XML forbids most; feeds send them anyway)
+        value = _CONTROL.sub("", value)
     return _SPACE.sub(" ", value).strip()
 
 

@@ -204,3 +204,7 @@ def test_every_corpus_feed(aio: Aio, feeds_root: Path, server: str) -> None:
     agreed = sum(s.agreed for s in stats.values())
     assert compared > 500
     assert agreed / compared >= 0.98, f"only {agreed}/{compared} entries agree with the expected values"
+    low = {
+        n: f"{s.agreed}/{s.compared}" for n, s in stats.items() if s.compared and s.agreed / s.compared < 0.98
+    }
+    assert not low, f"sources under 98% agreement: {low}"

@@ -212,6 +212,7 @@ def test_sanitized_content_links_are_absolute() -> None:
 def test_plain_text_separates_blocks_and_drops_scripts() -> None:
     assert plain_text("<p>one</p><p>two</p><br>three<script>x()</script>") == "one two three"
     assert plain_text("<b>bo</b>ld &amp; &lt;tag&gt;") == "bold & <tag>"
+    assert plain_text("ab\x08cd\x00 e\tf\u200bg") == "abcd e f\u200bg"  # control characters go
 
 
 def test_the_vetted_address_is_the_connected_one(aio: Aio) -> None:
