@@ -104,7 +104,8 @@ class FeedPoller:
         return await asyncio.get_running_loop().run_in_executor(self._workers, functools.partial(func, *args))
 
     async def _poll(self, url: str) -> PollResult:
-        state = self._store.cached_state(url) or await self._blocking(self._store.feed_state, url)
+        cached = self._store.cached_state(url)
+        state = cached if cached is not None else await self._blocking(self._store.feed_state, url)
         try:
             with self._metrics.fetch_duration.time():
                 fetched = await fetch(self._client, state.current_url, state.validators, self._settings)
