@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newswatch.matcher.errors import QueryError
-from newswatch.matcher.query import compile_query
+from newswatch.matcher.errors import AliasError, QueryError
+from newswatch.matcher.topics import Compiler
 from newswatch.shared.config import Config
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.errors import ConfigError
@@ -39,10 +39,18 @@ def resolve_bootstrap(explicit: str | None, config: Config) -> str:
 
 
 def apply_topics(bootstrap: str, config: Config, topics: Config) -> list[str]:
-    """Check every query, then publish every topic and wait for the acknowledgements."""
+    """Check every query, then publish every topic and wait for the acknowledgements.
+
+    Queries are checked with the aliases of ``config`` (the matcher's): an alias can make a
+    query valid, e.g. ``(North Korea) NEAR/5 troops``.
+    """
+    try:
+        compiler = Compiler.from_settings(config.matcher)
+    except AliasError as exc:
+        raise ConfigError(f"matcher aliases: {exc}") from exc
     for index, topic in enumerate(topics.topics):
         try:
-            compile_query(topic.query)
+            compiler.compile(topic.id, topic.query)
         except QueryError as exc:
             raise ConfigError(f"topics[{index}] ({topic.id}): query: {exc}") from exc
     now = datetime.now(UTC)

@@ -28,6 +28,7 @@ from pydantic import (
 
 from newswatch.shared.durations import parse_duration
 from newswatch.shared.errors import ConfigError
+from newswatch.shared.languages import SNOWBALL
 
 CONFIG_ENV = "NEWSWATCH_CONFIG"
 ENV_PREFIX = "NEWSWATCH_"
@@ -152,6 +153,27 @@ class FetcherSettings(_Frozen):
         return self
 
 
+class MatcherSettings(_Frozen):
+    aliases: tuple[tuple[str, ...], ...] = Field(
+        default=(), description="alias sets: names of one entity, e.g. [North Korea, DPRK, Pyongyang]"
+    )
+    alias_files: tuple[Path, ...] = Field(default=(), description="YAML files of alias sets (lists of names)")
+    starter_aliases: bool = Field(default=True, description="load the alias sets shipped with newswatch")
+    languages: tuple[str, ...] = Field(
+        default=("en", "de", "fr", "es", "it", "pt", "nl", "ru"),
+        min_length=1,
+        description="languages (ISO 639-1) a query word is stemmed in",
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [code for code in value if code.lower() not in SNOWBALL]
+        if unknown:
+            raise ValueError(f"no stemmer for {unknown}; known: {', '.join(sorted(SNOWBALL))}")
+        return tuple(code.lower() for code in value)
+
+
 class NotifierSettings(_Frozen):
     timeout: Duration = Field(default=10.0, gt=0, description="per webhook request")
     max_attempts: int = Field(default=5, ge=1, le=50, description="deliveries tried before the DLQ")
@@ -171,6 +193,7 @@ class Config(_Frozen):
     )
     http: HttpSettings = HttpSettings()
     fetcher: FetcherSettings = FetcherSettings()
+    matcher: MatcherSettings = MatcherSettings()
     notifier: NotifierSettings = NotifierSettings()
     feeds: tuple[FeedConfig, ...] = ()
     topics: tuple[TopicConfig, ...] = ()

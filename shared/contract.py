@@ -97,11 +97,19 @@ class Item(_Payload):
 
 
 class MatchReason(BaseModel):
-    """Why an item matched: the query words and the item words that satisfied them."""
+    """Why an item matched.
+
+    ``terms`` maps each query term (as the query prints it, e.g. ``"north korea"``,
+    ``deploy*``, ``title:ukraine``) to the item words that satisfied it; ``snippet`` is the
+    sentence with the most hits and ``highlights`` the character spans of the hits in it;
+    ``score`` (0..1) is the share of the query's terms found, title hits counting double.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     terms: dict[str, list[str]] = Field(default_factory=dict)
     snippet: str = ""
+    highlights: list[tuple[int, int]] = Field(default_factory=list)
+    score: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class Match(_Payload):

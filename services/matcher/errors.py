@@ -13,3 +13,7 @@ class QueryError(NewswatchError):
         self.position = position
         pointer = " " * position + "^"
         super().__init__(f"{message} at position {position}:\n  {query}\n  {pointer}")
+
+
+class AliasError(NewswatchError):
+    """An alias file or alias set is invalid; says which file or set."""

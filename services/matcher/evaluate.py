@@ -1,64 +1,218 @@
-"""Evaluating compiled queries against an item (pure), with the reason for a match."""
+"""Evaluating a query tree against a Document, with the reason for a match (pure).
+
+Each node yields either no match or a ``Hit``: the spans where it matched (used by NEAR)
+and, per query term, the words of the item that satisfied it (the "why"). The reason
+carries those terms, the best sentence with the hits highlighted, and a score.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 
-from newswatch.matcher.query import Query
-from newswatch.matcher.text import tokenize, word_forms
-from newswatch.shared.contract import Item, MatchReason
+from newswatch.matcher.document import FIELD_IDS, FIELD_SPAN, TEXT, TITLE, Document
+from newswatch.matcher.syntax import (
+    Alias,
+    And,
+    Near,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Word,
+    label,
+    leaves,
+)
+from newswatch.matcher.text import query_forms
+from newswatch.shared.contract import MatchReason
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _SNIPPET_MAX = 300
 
-
-@dataclass(frozen=True)
-class Document:
-    """An item prepared once for evaluation against every topic."""
-
-    title: str
-    text: str
-    form_words: dict[str, tuple[str, ...]]  # form → surface words that produce it
-
-    @classmethod
-    def from_item(cls, item: Item) -> Document:
-        index: dict[str, list[str]] = {}
-        for field in (item.title, item.summary):
-            for token in tokenize(field):
-                for form in word_forms(token.text):
-                    words = index.setdefault(form, [])
-                    if token.text not in words:
-                        words.append(token.text)
-        return cls(item.title, item.summary, {k: tuple(v) for k, v in index.items()})
+Span = tuple[int, int]  # first and last position (inclusive)
 
 
-def evaluate(query: Query, doc: Document) -> MatchReason | None:
-    """All query words present (in title or text) → the reason; else None."""
-    found: dict[str, list[str]] = {}
-    for term in query.terms:
-        hits: list[str] = []
-        for form in term.forms:
-            for word in doc.form_words.get(form, ()):
-                if word not in hits:
-                    hits.append(word)
-        if not hits:
-            return None
-        found[term.text] = hits
-    return MatchReason(terms=found, snippet=best_snippet(doc, found))
+@dataclass
+class Hit:
+    spans: list[Span] = field(default_factory=list)
+    terms: dict[str, set[int]] = field(default_factory=dict)  # term → positions of matching words
 
 
-def best_snippet(doc: Document, found: dict[str, list[str]]) -> str:
-    """The sentence containing the most distinct matched words (the title if it ties)."""
-    matched = {w.lower() for words in found.values() for w in words}
-    best, best_score = doc.title, _score(doc.title, matched)
-    for sentence in _SENTENCE_END.split(doc.text):
-        score = _score(sentence, matched)
-        if score > best_score:
-            best, best_score = sentence, score
-    best = best.strip()
-    return best if len(best) <= _SNIPPET_MAX else best[: _SNIPPET_MAX - 1].rstrip() + "…"
+def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
+    """The hit of ``node`` in ``doc``, or None."""
+    if isinstance(node, Word):
+        if node.field == "lang":
+            wanted = node.text.lower()
+            ok = doc.language == wanted or doc.language.startswith(wanted + "-")
+            return Hit([], {label(node): set()}) if ok else None
+        positions = _word_positions(doc, query_forms(node.text, algorithms), node.field)
+        return _leaf(node, [(p, p) for p in positions])
+    if isinstance(node, Prefix):
+        prefix = node.text.lower()
+        fields = FIELD_IDS[node.field]
+        found = sorted(
+            p
+            for word, positions in doc.words.items()
+            if word.startswith(prefix)
+            for p in positions
+            if p // FIELD_SPAN in fields
+        )
+        return _leaf(node, [(p, p) for p in found])
+    if isinstance(node, Phrase):
+        return _leaf(node, _sequence(doc, [_exact(doc, w) for w in node.words], node.field))
+    if isinstance(node, Alias):
+        spans: list[Span] = []
+        for name in node.names:
+            spans += _sequence(doc, [doc_positions(doc, w, algorithms) for w in name], node.field)
+        return _leaf(node, sorted(set(spans)))
+    if isinstance(node, Not):
+        return None if match(node.child, doc, algorithms) is not None else Hit()
+    if isinstance(node, And):
+        total = Hit()
+        for child in node.children:
+            hit = match(child, doc, algorithms)
+            if hit is None:
+                return None
+            _merge(total, hit)
+        return total
+    if isinstance(node, Or):
+        total = Hit()
+        matched = False
+        for child in node.children:
+            hit = match(child, doc, algorithms)
+            if hit is not None:
+                matched = True
+                total.spans += hit.spans
+                _merge(total, hit)
+        return total if matched else None
+    return _near(node, doc, algorithms)
 
 
-def _score(sentence: str, matched: set[str]) -> int:
-    return len({t.text.lower() for t in tokenize(sentence)} & matched)
+def _near(node: Near, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
+    left = match(node.left, doc, algorithms)
+    right = match(node.right, doc, algorithms) if left is not None else None
+    if left is None or right is None:
+        return None
+    spans = []
+    for ls, le in left.spans:
+        for rs, re_ in right.spans:
+            if ls // FIELD_SPAN != rs // FIELD_SPAN:
+                continue
+            if node.ordered:
+                close = le < rs and rs - le <= node.distance
+            else:
+                close = (le < rs and rs - le <= node.distance) or (re_ < ls and ls - re_ <= node.distance)
+            if close:
+                spans.append((min(ls, rs), max(le, re_)))
+    if not spans:
+        return None
+    used = {p for s, e in spans for p in range(s, e + 1)}
+    hit = Hit(sorted(set(spans)))
+    for side in (left, right):
+        for term, positions in side.terms.items():
+            hit.terms.setdefault(term, set()).update(positions & used or positions)
+    return hit
+
+
+def _leaf(node: Node, spans: list[Span]) -> Hit | None:
+    if not spans:
+        return None
+    return Hit(spans, {label(node): {p for s, e in spans for p in range(s, e + 1)}})
+
+
+def _merge(total: Hit, hit: Hit) -> None:
+    for term, positions in hit.terms.items():
+        total.terms.setdefault(term, set()).update(positions)
+
+
+def _word_positions(doc: Document, forms: frozenset[str], field_name: str | None) -> list[int]:
+    fields = FIELD_IDS[field_name]
+    found: set[int] = set()
+    for form in forms:
+        for p in doc.forms.get(form, ()):
+            if p // FIELD_SPAN in fields:
+                found.add(p)
+    return sorted(found)
+
+
+def doc_positions(doc: Document, word: str, algorithms: tuple[str, ...]) -> set[int]:
+    """Positions of words with a form in common with ``word`` (stemmed matching)."""
+    return {p for form in query_forms(word, algorithms) for p in doc.forms.get(form, ())}
+
+
+def _exact(doc: Document, word: str) -> set[int]:
+    return set(doc.words.get(word.lower(), ()))
+
+
+def _sequence(doc: Document, positions: list[set[int]], field_name: str | None) -> list[Span]:
+    """Spans where word i of a sequence is at position start + i (same field)."""
+    fields = FIELD_IDS[field_name]
+    length = len(positions)
+    return [
+        (start, start + length - 1)
+        for start in sorted(positions[0])
+        if start // FIELD_SPAN in fields
+        and (start + length - 1) // FIELD_SPAN == start // FIELD_SPAN
+        and all(start + i in positions[i] for i in range(1, length))
+    ]
+
+
+def explain(node: Node, doc: Document, algorithms: tuple[str, ...]) -> MatchReason | None:
+    """The reason ``node`` matches ``doc`` (terms, highlighted sentence, score), or None."""
+    hit = match(node, doc, algorithms)
+    if hit is None:
+        return None
+    terms = {
+        term: list(dict.fromkeys(doc.word_at(p) for p in sorted(positions)))
+        for term, positions in hit.terms.items()
+    }
+    hit_positions = {p for positions in hit.terms.values() for p in positions}
+    snippet, highlights = best_snippet(doc, hit_positions)
+    return MatchReason(terms=terms, snippet=snippet, highlights=highlights, score=score(node, hit))
+
+
+def score(node: Node, hit: Hit) -> float:
+    """0..1: the share of the query's terms found, a term in the title counting double."""
+    labels = [label(leaf) for leaf in leaves(node)]
+    if not labels:
+        return 0.5  # a query of NOTs only: it matched, nothing to weigh
+    total = 0.0
+    for name in labels:
+        positions = hit.terms.get(name)
+        if positions is None:
+            continue
+        in_title = any(p // FIELD_SPAN == TITLE for p in positions) or not positions
+        total += 1.0 if in_title else 0.5
+    return round(min(1.0, total / len(labels)), 3)
+
+
+def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The title or text sentence holding the most hits, with the hits' character spans."""
+    in_title = [p for p in positions if p // FIELD_SPAN == TITLE]
+    in_text = [p for p in positions if p // FIELD_SPAN == TEXT]
+    field_id, start, end, hits = TITLE, 0, len(doc.title), in_title
+    if in_text:
+        sentences = doc.sentences
+        starts = [s for s, _e in sentences]
+        by_sentence: dict[int, list[int]] = {}
+        for p in in_text:
+            index = bisect.bisect_right(starts, doc.offsets[TEXT][p % FIELD_SPAN][0]) - 1
+            by_sentence.setdefault(index, []).append(p)
+        best = max(by_sentence, key=lambda i: (len(by_sentence[i]), -i))
+        if len(by_sentence[best]) > len(in_title):  # the title wins a tie
+            field_id, hits = TEXT, by_sentence[best]
+            start, end = sentences[best]
+    source = doc.title if field_id == TITLE else doc.text
+    sentence = source[start:end]
+    stripped = sentence.lstrip()
+    start += len(sentence) - len(stripped)
+    snippet = stripped.rstrip()
+    highlights = sorted(
+        (s - start, e - start)
+        for s, e in (doc.offsets[field_id][p % FIELD_SPAN] for p in hits)
+        if start <= s and e <= start + len(snippet)
+    )
+    if len(snippet) > _SNIPPET_MAX:
+        snippet = snippet[: _SNIPPET_MAX - 1].rstrip() + "…"
+        highlights = [(s, e) for s, e in highlights if e <= len(snippet) - 1]
+    return snippet, highlights

@@ -1,4 +1,9 @@
-"""Every metric of the matcher, declared in one place. No per-topic labels (unbounded)."""
+"""Every metric of the matcher, declared in one place.
+
+Per-topic matches carry a ``topic`` label for the first ``TOPIC_LABELS`` topics that match;
+later ones are counted under ``_other``, so the series count stays bounded however many
+topics users create.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from newswatch import __version__
 from newswatch.shared.metrics import PipelineMetrics
 
 TOPIC_ERROR_REASONS = ("decode", "compile")
+TOPIC_LABELS = 100
+OTHER_TOPICS = "_other"
 
 
 class MatcherMetrics:
@@ -37,6 +44,24 @@ class MatcherMetrics:
         self.topics_loaded = Gauge(
             "newswatch_matcher_topics", "Topics in the live topic set.", registry=registry
         )
+        self.topics_unindexed = Gauge(
+            "newswatch_matcher_topics_unindexed",
+            "Topics without presearch keys (only NOTs, say): evaluated for every item.",
+            registry=registry,
+        )
+        self.candidates = Histogram(
+            "newswatch_matcher_candidates",
+            "Topics evaluated per item after presearch (presearch efficiency: low is good).",
+            buckets=(0, 1, 2, 5, 10, 20, 50, 100, 500, 1000, 5000),
+            registry=registry,
+        )
+        self.topic_matches = Counter(
+            "newswatch_matcher_topic_matches_total",
+            f"Matches by topic id; topics beyond the first {TOPIC_LABELS} that matched count as {OTHER_TOPICS}.",
+            ["topic"],
+            registry=registry,
+        )
+        self._labelled: set[str] = set()
         self.topic_errors = Counter(
             "newswatch_matcher_topic_errors_total",
             "Topic definitions rejected (the previous version stays), by reason.",
@@ -45,3 +70,9 @@ class MatcherMetrics:
         )
         for reason in TOPIC_ERROR_REASONS:
             self.topic_errors.labels(reason)
+
+    def count_topic_match(self, topic_id: str) -> None:
+        if topic_id not in self._labelled and len(self._labelled) < TOPIC_LABELS:
+            self._labelled.add(topic_id)
+        label = topic_id if topic_id in self._labelled else OTHER_TOPICS
+        self.topic_matches.labels(label).inc()

@@ -11,12 +11,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from newswatch.matcher.evaluate import Document, evaluate
+from newswatch.matcher.document import Document
+from newswatch.matcher.errors import AliasError
 from newswatch.matcher.metrics import MatcherMetrics
 from newswatch.matcher.topic_table import TopicTable
+from newswatch.matcher.topics import Compiler
 from newswatch.shared.config import Config
 from newswatch.shared.contract import ALL_TOPICS, ITEMS, MATCHES, Item, Match, decode, encode
-from newswatch.shared.errors import ContractError
+from newswatch.shared.errors import ConfigError, ContractError
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_io import (
@@ -60,30 +62,30 @@ class ItemHandler:
             return
         started = time.perf_counter()
         doc = Document.from_item(item)
-        matches = []
-        for topic in self._table.topics:
-            reason = evaluate(topic.query, doc)
-            if reason is not None:
-                matches.append(
-                    Match(
-                        topic_id=topic.id,
-                        query=topic.query.source,
-                        item=item,
-                        reason=reason,
-                        matched_at=self._now(),
-                    )
-                )
+        topics = self._table.topics  # one set for the whole item, even if a change lands meanwhile
+        found, candidates = topics.matches(doc)
+        self._metrics.candidates.observe(candidates)
+        matches = [
+            Match(topic_id=topic.id, query=topic.query, item=item, reason=reason, matched_at=self._now())
+            for topic, reason in found
+        ]
         self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
         self._metrics.items_evaluated.inc()
         if matches:
             self._publisher.publish([Record(MATCHES, m.topic_id, encode(m)) for m in matches])
             self._metrics.items_matched.inc()
             self._metrics.matches.inc(len(matches))
+            for m in matches:
+                self._metrics.count_topic_match(m.topic_id)
             log.info("item matched", extra={"item_id": item.item_id, "topics": [m.topic_id for m in matches]})
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
     bootstrap = config.require_bootstrap()  # fail before opening anything
+    try:
+        compiler = Compiler.from_settings(config.matcher)
+    except AliasError as exc:
+        raise ConfigError(f"matcher aliases: {exc}") from exc
     registry = CollectorRegistry()
     metrics = MatcherMetrics(registry)
     health = Health()
@@ -100,7 +102,9 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     try:
         health.set_not_ready("creating Kafka topics")
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
-        table = TopicTable(make_consumer(bootstrap, config.kafka, None, "newswatch-matcher-topics"), metrics)
+        table = TopicTable(
+            make_consumer(bootstrap, config.kafka, None, "newswatch-matcher-topics"), metrics, compiler
+        )
         health.set_not_ready("loading topics")
         table.assign(stop)
         table.catch_up(stop)

@@ -14,7 +14,7 @@ from typing import Any
 
 from newswatch.matcher.errors import QueryError
 from newswatch.matcher.metrics import MatcherMetrics
-from newswatch.matcher.topics import TopicSet
+from newswatch.matcher.topics import Compiler, Topic, TopicSet
 from newswatch.shared.contract import TOPICS, TopicDefinition, decode
 from newswatch.shared.errors import ContractError
 from newswatch.shared.table import TableReader
@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class TopicTable:
-    def __init__(self, consumer: Any, metrics: MatcherMetrics) -> None:
+    def __init__(self, consumer: Any, metrics: MatcherMetrics, compiler: Compiler) -> None:
         self._reader = TableReader(consumer, TOPICS)
         self._metrics = metrics
-        self.topics = TopicSet()
+        self._compiler = compiler
+        self.topics = TopicSet(compiler)
 
     def assign(self, stop: threading.Event, timeout: float = 60.0) -> None:
         self._reader.assign(stop, timeout)
@@ -43,32 +44,43 @@ class TopicTable:
         self._reader.poll(self._apply_all, timeout_ms)
 
     def _apply_all(self, records: list[Any]) -> None:
-        topics = self.topics
+        changes: dict[str, Topic | None] = {}
         for message in records:
-            topics = self._apply(topics, message)
+            self._apply(changes, message)
+        topics = self.topics.updated(changes)
         if topics is not self.topics:
             self.topics = topics  # one reference swap: items see old or new, never half
             self._metrics.topics_loaded.set(len(topics))
+            self._metrics.topics_unindexed.set(topics.unindexed)
 
-    def _apply(self, topics: TopicSet, message: Any) -> TopicSet:
+    def _apply(self, changes: dict[str, Topic | None], message: Any) -> None:
         topic_id = message.key.decode("utf-8", "replace") if message.key else ""
+        current = changes[topic_id] if topic_id in changes else self.topics.get(topic_id)
         if message.value is None:
-            if topics.get(topic_id):
+            if current is not None:
                 log.info("topic deleted", extra={"topic_id": topic_id})
-            return topics.without(topic_id)
+            changes[topic_id] = None
+            return
         try:
             definition = decode(TopicDefinition, message.value)
-            updated = topics.with_topic(definition.id, definition.query)
+            topic = self._compiler.compile(definition.id, definition.query)
         except ContractError as exc:
             self._metrics.topic_errors.labels("decode").inc()
             log.error("undecodable topic definition ignored", extra={"key": topic_id, "error": str(exc)})
-            return topics
+            return
         except QueryError as exc:
             self._metrics.topic_errors.labels("compile").inc()
             log.error(
                 "topic rejected; the previous version stays", extra={"topic_id": topic_id, "error": str(exc)}
             )
-            return topics
-        if updated is not topics:
-            log.info("topic loaded", extra={"topic_id": definition.id, "query": definition.query})
-        return updated
+            return
+        if topic != current:
+            level = logging.INFO if topic.indexed else logging.WARNING
+            log.log(
+                level,
+                "topic loaded"
+                if topic.indexed
+                else "topic loaded; it has no presearch key and is evaluated for every item",
+                extra={"topic_id": topic.id, "query": topic.query},
+            )
+        changes[topic.id] = topic

@@ -1,27 +1,68 @@
-"""The live set of compiled topics, replaced atomically on every change.
+"""Compiled topics and the live topic set, replaced atomically on every change.
 
-The matcher evaluates each item against one TopicSet object; a change from
-``newswatch.topics`` builds a new set and swaps the reference, so an item sees the old
-or the new set, never half of one.
+A topic is compiled once (parse, aliases, presearch keys). The matcher evaluates each item
+against one TopicSet object; a batch of changes from ``newswatch.topics`` builds a new set
+(and its presearch index) and swaps the reference, so an item sees the old or the new set,
+never half of one.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from newswatch.matcher.query import Query, compile_query
+from newswatch.matcher.aliases import AliasTable, build_table
+from newswatch.matcher.document import Document
+from newswatch.matcher.evaluate import explain
+from newswatch.matcher.parser import parse
+from newswatch.matcher.presearch import Index, Keys, required
+from newswatch.matcher.syntax import Node
+from newswatch.matcher.text import DEFAULT_LANGUAGES, algorithm_for
+from newswatch.shared.config import MatcherSettings
+from newswatch.shared.contract import MatchReason
 
 
 @dataclass(frozen=True)
 class Topic:
     id: str
-    query: Query
+    query: str  # as written, whitespace normalized
+    tree: Node
+    required: tuple[Keys, ...]  # presearch: key groups a matching item meets; () = every item
+
+    @property
+    def indexed(self) -> bool:
+        return bool(self.required)
+
+
+class Compiler:
+    """Turns query text into Topics with one alias table and one set of stemming languages."""
+
+    def __init__(
+        self, aliases: AliasTable | None = None, languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    ) -> None:
+        self.aliases = aliases or AliasTable()
+        self.algorithms = tuple(dict.fromkeys(algorithm_for(code) for code in languages))
+
+    @classmethod
+    def from_settings(cls, settings: MatcherSettings) -> Compiler:
+        """From the ``matcher`` config section; AliasError names a bad alias file or set."""
+        table = build_table(settings.aliases, settings.alias_files, settings.starter_aliases)
+        return cls(table, settings.languages)
+
+    def compile(self, topic_id: str, query: str) -> Topic:
+        """Raises QueryError (with position) when the query is invalid."""
+        tree = parse(query, self.aliases)
+        return Topic(topic_id, " ".join(query.split()), tree, tuple(required(tree, self.algorithms)))
+
+    def explain(self, topic: Topic, doc: Document) -> MatchReason | None:
+        return explain(topic.tree, doc, self.algorithms)
 
 
 class TopicSet:
-    def __init__(self, topics: Mapping[str, Topic] | None = None) -> None:
+    def __init__(self, compiler: Compiler, topics: Mapping[str, Topic] | None = None) -> None:
+        self.compiler = compiler
         self._topics: Mapping[str, Topic] = MappingProxyType(dict(topics or {}))
 
     def __len__(self) -> int:
@@ -33,15 +74,44 @@ class TopicSet:
     def get(self, topic_id: str) -> Topic | None:
         return self._topics.get(topic_id)
 
-    def with_topic(self, topic_id: str, query: str) -> TopicSet:
-        """A new set with ``topic_id`` (re)defined; raises QueryError and leaves self intact."""
-        compiled = compile_query(query)
-        current = self._topics.get(topic_id)
-        if current is not None and current.query == compiled:
+    def updated(self, changes: Mapping[str, Topic | None]) -> TopicSet:
+        """A new set with ``changes`` applied (None deletes); self if nothing changes."""
+        topics = dict(self._topics)
+        for topic_id, topic in changes.items():
+            if topic is None:
+                topics.pop(topic_id, None)
+            else:
+                topics[topic_id] = topic
+        if topics == dict(self._topics):
             return self
-        return TopicSet({**self._topics, topic_id: Topic(topic_id, compiled)})
+        return TopicSet(self.compiler, topics)
 
-    def without(self, topic_id: str) -> TopicSet:
-        if topic_id not in self._topics:
-            return self
-        return TopicSet({k: v for k, v in self._topics.items() if k != topic_id})
+    @functools.cached_property
+    def _ordered(self) -> tuple[Topic, ...]:
+        return tuple(self._topics.values())
+
+    @functools.cached_property
+    def index(self) -> Index:
+        """Built once per set, on first use (a batch of changes builds it once)."""
+        return Index([list(t.required) for t in self._ordered])
+
+    @property
+    def unindexed(self) -> int:
+        return len(self.index.unindexed)
+
+    def candidates(self, doc: Document) -> list[Topic]:
+        ordered = self._ordered
+        return [ordered[i] for i in self.index.candidates(doc.keys())]
+
+    def matches(self, doc: Document) -> tuple[list[tuple[Topic, MatchReason]], int]:
+        """Every topic ``doc`` matches, with the reason, and how many topics were evaluated.
+
+        Only presearch candidates are evaluated.
+        """
+        found = []
+        candidates = self.candidates(doc)
+        for topic in candidates:
+            reason = self.compiler.explain(topic, doc)
+            if reason is not None:
+                found.append((topic, reason))
+        return found, len(candidates)

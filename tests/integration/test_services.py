@@ -19,9 +19,11 @@ from newswatch.fetcher.http_fetch import make_client as make_fetch_client
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.poller import FeedPoller
 from newswatch.fetcher.state import FetcherStore
+from newswatch.matcher.aliases import build_table
 from newswatch.matcher.metrics import MatcherMetrics
 from newswatch.matcher.service import ItemHandler
 from newswatch.matcher.topic_table import TopicTable
+from newswatch.matcher.topics import Compiler
 from newswatch.notifier.handler import MatchHandler
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.store import DeliveryStore
@@ -162,11 +164,13 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
             topic_record("nk", "North Korea Ukraine deployment"),
             topic_record("old", "volcano"),
             topic_record("old", None),
-            topic_record("bad", "Korea OR Japan"),
+            topic_record("bad", "Korea NEAR/3"),
         ]
     )
     stop = threading.Event()
-    table = TopicTable(make_consumer(broker.bootstrap, kafka_settings, None, "table"), m)
+    table = TopicTable(
+        make_consumer(broker.bootstrap, kafka_settings, None, "table"), m, Compiler(build_table())
+    )
     table.assign(stop)
     table.catch_up(stop)
     assert {t.id for t in table.topics} == {"nk"}  # tombstone deleted "old", "bad" refused

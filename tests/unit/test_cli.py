@@ -41,14 +41,14 @@ def test_service_without_broker_address_explains(
     assert "kafka.bootstrap is not set" in capsys.readouterr().err
 
 
-def test_apply_refuses_an_unsupported_query_before_publishing(
+def test_apply_refuses_an_invalid_query_before_publishing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "topics.yaml"
-    path.write_text('topics:\n  - id: t1\n    query: "Korea OR Ukraine"\n')
+    path.write_text('topics:\n  - id: t1\n    query: "(North Korea NEAR/5 troops"\n')
     assert main(["apply", "-f", str(path), "--bootstrap", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
-    assert "topics[0] (t1): query: operator OR is not supported" in err
+    assert "topics[0] (t1): query: ')' expected to close the group opened at position 0" in err
 
 
 def test_apply_without_topics_or_broker_explains(
