@@ -9,12 +9,16 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newswatch import __version__
 from newswatch.shared.config import Config, load_config
 from newswatch.shared.errors import ConfigError, NewswatchError
 from newswatch.shared.logs import setup_logging
 from newswatch.shared.runtime import stop_event_on_signals
+
+if TYPE_CHECKING:
+    from newswatch.matcher.topics import Compiler
 
 log = logging.getLogger("newswatch.cli")
 EXIT_ERROR = 1
@@ -103,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-f", "--file", type=Path, required=True, help="YAML file with a `topics:` list")
     config_arg(apply)
     apply.add_argument("--bootstrap", help="broker host:port (default: config, env, or the running `up`)")
+    apply.add_argument(
+        "--backfill",
+        metavar="DURATION",
+        help="also deliver the topics' matches among items of the last DURATION (e.g. 24h), once",
+    )
+
+    topics = sub.add_parser("topics", help="try a query on recent news before creating a topic")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    test = topics_sub.add_parser("test", help="show which recent items a query matches, and why")
+    test.add_argument("query", help="the query, e.g. '\"North Korea\" NEAR/5 troops'")
+    test.add_argument(
+        "--since", default="7d", help="how far back to look (default 7d; items on newswatch.items)"
+    )
+    test.add_argument("--limit", type=int, default=20, help="hits to show (default 20)")
+    config_arg(test)
+    test.add_argument("--bootstrap", help="broker host:port (default: config, env, or the running `up`)")
     return parser
 
 
@@ -129,6 +149,8 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return _apply(args)
     if command == "feeds":
         return _feeds(args)
+    if command == "topics":
+        return _topics_test(args)
     if command == "demo":
         from newswatch.demo.run import run_demo
 
@@ -180,8 +202,66 @@ def _apply(args: argparse.Namespace) -> int:
     if not document.topics:
         raise ConfigError(f"{args.file}: no `topics:` to apply")
     bootstrap = resolve_bootstrap(args.bootstrap, config)
+    since = _duration("--backfill", args.backfill) if args.backfill else None
     applied = apply_topics(bootstrap, config, document)
     print(f"applied {len(applied)} topic(s) to {bootstrap}: {', '.join(applied)}")
+    if since is not None:
+        from newswatch.matcher import replay
+
+        compiler = _compiler(config)
+        recent = replay.recent_items(bootstrap, config.kafka, since)
+        topics = [compiler.compile(t.id, t.query) for t in document.topics]
+        sent = replay.backfill(bootstrap, config.kafka, compiler, topics, recent.items)
+        print(f"backfill: {sent} match(es) among {len(recent.items)} item(s) of the last {args.backfill}")
+    return 0
+
+
+def _duration(option: str, value: str) -> float:
+    from newswatch.shared.durations import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from exc
+    if seconds <= 0:
+        raise ConfigError(f"{option}: must be more than 0s")
+    return seconds
+
+
+def _compiler(config: Config) -> Compiler:
+    from newswatch.matcher.errors import AliasError
+    from newswatch.matcher.topics import Compiler
+
+    try:
+        return Compiler.from_settings(config.matcher)
+    except AliasError as exc:
+        raise ConfigError(f"matcher aliases: {exc}") from exc
+
+
+def _topics_test(args: argparse.Namespace) -> int:
+    from newswatch.apply import resolve_bootstrap
+    from newswatch.matcher import replay
+    from newswatch.matcher.errors import QueryError
+
+    config = load_config(args.config)
+    since = _duration("--since", args.since)
+    compiler = _compiler(config)
+    try:
+        topic = compiler.compile("test", args.query)
+    except QueryError as exc:
+        raise ConfigError(f"query: {exc}") from exc
+    if not topic.indexed:
+        print("note: this query requires no word (only NOTs): it would be evaluated for every item")
+    bootstrap = resolve_bootstrap(args.bootstrap, config)
+    recent = replay.recent_items(bootstrap, config.kafka, since)
+    hits = replay.evaluate(compiler, topic, recent.items)
+    for item, reason in hits[: args.limit]:
+        when = (item.published or item.fetched_at).strftime("%Y-%m-%d %H:%M")
+        print(f"{reason.score:.2f}  {when}  {item.source.host or item.source.feed_url}  {item.title}")
+        print(f"      {replay.highlighted(reason)}")
+        print(f"      {item.url or item.canonical_url}")
+    shown = f", showing {args.limit}" if len(hits) > args.limit else ""
+    print(f"{len(hits)} of {len(recent.items)} item(s) of the last {args.since} match{shown}")
     return 0
 
 

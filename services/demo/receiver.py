@@ -66,13 +66,19 @@ def format_alert(body: dict[str, Any], color: bool = False) -> str:
     why = body.get("why", {})
     terms = ", ".join(f"{q} → {'/'.join(words)}" for q, words in why.get("terms", {}).items())
     source = item.get("source", {})
+    snippet = str(why.get("snippet", ""))
+    marked, last = [], 0
+    for start, end in why.get("highlights", []):  # the hits, in bold
+        marked += [snippet[last:start], bold, snippet[start:end], reset]
+        last = end
+    marked.append(snippet[last:])
     return "\n".join(
         [
             f"{bold}🔔 ALERT [{topic.get('id')}]{reset} {dim}query: {topic.get('query')}{reset}",
             f"   {bold}{item.get('title')}{reset}",
             f"   source: {source.get('title') or source.get('host')}   published: {item.get('published') or 'unknown'}",
             f"   link:   {item.get('url')}",
-            f"   why:    {terms}",
-            f"           “{why.get('snippet', '')}”",
+            f"   why:    {terms}   (score {why.get('score', 0)})",
+            f"           “{''.join(marked)}”",
         ]
     )

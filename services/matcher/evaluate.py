@@ -212,7 +212,19 @@ def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[in
         for s, e in (doc.offsets[field_id][p % FIELD_SPAN] for p in hits)
         if start <= s and e <= start + len(snippet)
     )
+    highlights = _joined(snippet, highlights)
     if len(snippet) > _SNIPPET_MAX:
         snippet = snippet[: _SNIPPET_MAX - 1].rstrip() + "…"
         highlights = [(s, e) for s, e in highlights if e <= len(snippet) - 1]
     return snippet, highlights
+
+
+def _joined(snippet: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent hits as one span: "North Korean" is one highlight, not two."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and out[-1][1] <= start and not snippet[out[-1][1] : start].strip():
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out

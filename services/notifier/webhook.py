@@ -35,7 +35,12 @@ def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: 
                 "host": item.source.host,
             },
         },
-        "why": {"terms": match.reason.terms, "snippet": match.reason.snippet},
+        "why": {
+            "terms": match.reason.terms,
+            "snippet": match.reason.snippet,
+            "highlights": [list(span) for span in match.reason.highlights],
+            "score": match.reason.score,
+        },
         "sent_at": sent_at.isoformat(),
     }
 

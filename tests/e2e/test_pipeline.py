@@ -110,7 +110,9 @@ def test_pipeline_end_to_end(
         headers, body = next((h, b) for h, b in rec.alerts if b["topic"]["id"] == "nk-ukraine")
         assert body["item"]["title"] == NATO_TITLE
         assert headers["webhook-id"] == body["alert_id"]
-        assert body["why"]["terms"]["Korea"] == ["Korean"]
+        assert body["why"]["terms"]["North Korea"] == ["North", "Korean"]  # an alias of the starter list
+        snippet = body["why"]["snippet"]
+        assert any(snippet[s:e] == "North Korean" for s, e in body["why"]["highlights"])
         assert "deployed" in body["why"]["terms"]["deployment"]
 
         # 2. restart fetcher and notifier: no second alert for the same item
