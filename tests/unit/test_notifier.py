@@ -27,7 +27,9 @@ MATCH = Match(
         fetched_at=NOW,
         source=Source(feed_url="http://127.0.0.1/world.xml", feed_title="World", host="127.0.0.1"),
     ),
-    reason=MatchReason(terms={"Korea": ["Korean"]}, snippet="North Korean troops deployed."),
+    reason=MatchReason(
+        terms={"Korea": ["Korean"]}, snippet="North Korean troops deployed.", highlights=[(6, 12)], score=0.5
+    ),
     matched_at=NOW,
 )
 
@@ -41,8 +43,14 @@ def test_alert_id_is_stable_per_subscription_and_item() -> None:
 def test_payload_and_terminal_rendering() -> None:
     body = webhook_payload("a1", "ops", MATCH, NOW)
     assert body["type"] == "newswatch.alert" and body["v"] == 1
-    assert body["why"] == {"terms": {"Korea": ["Korean"]}, "snippet": "North Korean troops deployed."}
+    assert body["why"] == {
+        "terms": {"Korea": ["Korean"]},
+        "snippet": "North Korean troops deployed.",
+        "highlights": [[6, 12]],
+        "score": 0.5,
+    }
     text = format_alert(body)
+    assert "North \033[1mKorean\033[0m troops" in format_alert(body, color=True)  # the hit in bold
     for expected in (
         "ALERT [nk-ukraine]",
         "NATO chief worried",
