@@ -168,7 +168,11 @@ def explain(node: Node, doc: Document, algorithms: tuple[str, ...]) -> MatchReas
     }
     hit_positions = {p for positions in hit.terms.values() for p in positions}
     snippet, highlights = best_snippet(doc, hit_positions)
-    return MatchReason(terms=terms, snippet=snippet, highlights=highlights, score=score(node, hit))
+    # Built from our own values (a dict of lists, a string, spans, a bounded float): no need to
+    # re-validate them; the contract validates again when the notifier decodes the match.
+    return MatchReason.model_construct(
+        terms=terms, snippet=snippet, highlights=highlights, score=score(node, hit)
+    )
 
 
 def score(node: Node, hit: Hit) -> float:

@@ -55,6 +55,11 @@ class MatcherMetrics:
             buckets=(0, 1, 2, 5, 10, 20, 50, 100, 500, 1000, 5000),
             registry=registry,
         )
+        self.replans = Counter(
+            "newswatch_matcher_presearch_replans_total",
+            "Times the presearch index was rebuilt to use the rarest words seen in recent items.",
+            registry=registry,
+        )
         self.topic_matches = Counter(
             "newswatch_matcher_topic_matches_total",
             f"Matches by topic id; topics beyond the first {TOPIC_LABELS} that matched count as {OTHER_TOPICS}.",

@@ -55,10 +55,43 @@ def _cost(keys: Keys) -> tuple[int, int]:
     return (-min(len(k) for k in keys), len(keys))
 
 
+class KeyStats:
+    """How common each key is in recent items, to index topics under their rarest group.
+
+    Without it a topic is indexed under its longest words, a guess; with it, under the group
+    fewest items contain, so fewer topics are candidates for each item. Fed a sample of the
+    items (``every``-th one) and decayed by halving, so it follows the news and stays small.
+    """
+
+    def __init__(self, every: int = 10, window: int = 20_000) -> None:
+        self.every = every
+        self.window = window
+        self.counts: dict[str, float] = {}
+        self.items = 0
+        self._seen = 0
+
+    def observe(self, keys: set[str]) -> None:
+        self._seen += 1
+        if self._seen % self.every:
+            return
+        counts = self.counts
+        for key in keys:
+            counts[key] = counts.get(key, 0.0) + 1.0
+        self.items += 1
+        if self.items >= self.window:  # halve: older items weigh less, rare keys fall out
+            self.counts = {k: v / 2 for k, v in counts.items() if v >= 2}
+            self.items //= 2
+
+    def frequency(self, group: Keys) -> float:
+        """Estimated share of items with a key of ``group`` (upper bound: the sum)."""
+        counts = self.counts
+        return sum(counts.get(k, 0.0) for k in group) / max(1, self.items)
+
+
 class Index:
     """Index key → positions (in a topic list) of the topics indexed under it."""
 
-    def __init__(self, groups: list[list[Keys]]) -> None:
+    def __init__(self, groups: list[list[Keys]], stats: KeyStats | None = None) -> None:
         self._postings: dict[str, list[int]] = {}
         self._filters: list[list[Keys]] = []
         self.unindexed: list[int] = []
@@ -67,7 +100,10 @@ class Index:
                 self.unindexed.append(position)
                 self._filters.append([])
                 continue
-            best = min(topic_groups, key=_cost)
+            if stats is not None and stats.items:
+                best = min(topic_groups, key=lambda g: (stats.frequency(g), _cost(g)))
+            else:
+                best = min(topic_groups, key=_cost)
             self._filters.append([g for g in dict.fromkeys(topic_groups) if g is not best])
             for key in best:
                 self._postings.setdefault(key, []).append(position)

@@ -119,6 +119,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         while not stop.is_set():
             table.poll(0)
             loop.run_once()
+            table.maybe_replan()
             health.beat()
             if items_consumer.assignment():
                 health.set_ready()

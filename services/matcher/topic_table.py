@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from newswatch.matcher.errors import QueryError
 from newswatch.matcher.metrics import MatcherMetrics
+from newswatch.matcher.presearch import KeyStats
 from newswatch.matcher.topics import Compiler, Topic, TopicSet
 from newswatch.shared.contract import TOPICS, TopicDefinition, decode
 from newswatch.shared.errors import ContractError
@@ -27,7 +29,8 @@ class TopicTable:
         self._reader = TableReader(consumer, TOPICS)
         self._metrics = metrics
         self._compiler = compiler
-        self.topics = TopicSet(compiler)
+        self.topics = TopicSet(compiler, stats=KeyStats())
+        self._planned_at = 0  # stats.items when the index was last planned
 
     def assign(self, stop: threading.Event, timeout: float = 60.0) -> None:
         self._reader.assign(stop, timeout)
@@ -42,6 +45,26 @@ class TopicTable:
 
     def poll(self, timeout_ms: int = 0) -> None:
         self._reader.poll(self._apply_all, timeout_ms)
+
+    def maybe_replan(self) -> bool:
+        """Re-index the topics under their rarest groups once the stream taught us more.
+
+        First after 200 sampled items, then whenever the sample has doubled (the sample
+        decays, so this settles to a rebuild every ``KeyStats.window`` samples or so).
+        """
+        stats = self.topics.stats
+        if stats is None or stats.items < max(200, 2 * self._planned_at):
+            return False
+        started = time.perf_counter()
+        self.topics = self.topics.replanned()
+        self.topics.index  # noqa: B018 - build it now, not on the next item
+        self._planned_at = stats.items
+        self._metrics.replans.inc()
+        log.info(
+            "presearch index re-planned from item statistics",
+            extra={"topics": len(self.topics), "seconds": round(time.perf_counter() - started, 3)},
+        )
+        return True
 
     def _apply_all(self, records: list[Any]) -> None:
         changes: dict[str, Topic | None] = {}

@@ -17,7 +17,7 @@ from newswatch.matcher.aliases import AliasTable, build_table
 from newswatch.matcher.document import Document
 from newswatch.matcher.evaluate import explain
 from newswatch.matcher.parser import parse
-from newswatch.matcher.presearch import Index, Keys, required
+from newswatch.matcher.presearch import Index, Keys, KeyStats, required
 from newswatch.matcher.syntax import Node
 from newswatch.matcher.text import DEFAULT_LANGUAGES, algorithm_for
 from newswatch.shared.config import MatcherSettings
@@ -61,8 +61,11 @@ class Compiler:
 
 
 class TopicSet:
-    def __init__(self, compiler: Compiler, topics: Mapping[str, Topic] | None = None) -> None:
+    def __init__(
+        self, compiler: Compiler, topics: Mapping[str, Topic] | None = None, stats: KeyStats | None = None
+    ) -> None:
         self.compiler = compiler
+        self.stats = stats
         self._topics: Mapping[str, Topic] = MappingProxyType(dict(topics or {}))
 
     def __len__(self) -> int:
@@ -84,7 +87,11 @@ class TopicSet:
                 topics[topic_id] = topic
         if topics == dict(self._topics):
             return self
-        return TopicSet(self.compiler, topics)
+        return TopicSet(self.compiler, topics, self.stats)
+
+    def replanned(self) -> TopicSet:
+        """The same topics, indexed with what ``stats`` has learned since this set was built."""
+        return TopicSet(self.compiler, self._topics, self.stats)
 
     @functools.cached_property
     def _ordered(self) -> tuple[Topic, ...]:
@@ -93,15 +100,18 @@ class TopicSet:
     @functools.cached_property
     def index(self) -> Index:
         """Built once per set, on first use (a batch of changes builds it once)."""
-        return Index([list(t.required) for t in self._ordered])
+        return Index([list(t.required) for t in self._ordered], self.stats)
 
     @property
     def unindexed(self) -> int:
         return len(self.index.unindexed)
 
     def candidates(self, doc: Document) -> list[Topic]:
+        keys = doc.keys()
+        if self.stats is not None:
+            self.stats.observe(keys)
         ordered = self._ordered
-        return [ordered[i] for i in self.index.candidates(doc.keys())]
+        return [ordered[i] for i in self.index.candidates(keys)]
 
     def matches(self, doc: Document) -> tuple[list[tuple[Topic, MatchReason]], int]:
         """Every topic ``doc`` matches, with the reason, and how many topics were evaluated.

@@ -14,6 +14,7 @@ from newswatch.matcher.document import Document
 from newswatch.matcher.errors import AliasError, QueryError
 from newswatch.matcher.evaluate import explain
 from newswatch.matcher.parser import parse
+from newswatch.matcher.presearch import KeyStats
 from newswatch.matcher.syntax import And, Near, Node, Not, Or, Phrase, Prefix, Word, to_text
 from newswatch.matcher.text import doc_forms, word_forms
 from newswatch.matcher.topics import Compiler, TopicSet
@@ -277,3 +278,24 @@ def test_long_snippet_is_cut_and_highlights_stay_inside() -> None:
     why = reason("Korea", "Title", "Korea " + "word " * 200)
     assert why is not None and len(why.snippet) <= 300 and why.snippet.endswith("…")
     assert why.highlights == [(0, 5)]
+
+
+def test_replanned_index_uses_the_rarest_required_word_seen_in_items() -> None:
+    compiler = Compiler(AliasTable(), ("en",))
+    stats = KeyStats(every=1)
+    topic_set = TopicSet(compiler, stats=stats).updated({"t": compiler.compile("t", "zebra ministers")})
+    assert "minist" in topic_set.index._postings  # no statistics: the longer word
+    for i in range(300):  # "zebra" is in every item, "ministers" in few
+        topic_set.candidates(
+            Document.build(f"zebra story {i}", "ministers meet" if i % 50 == 0 else "", "en")
+        )
+    replanned = topic_set.replanned()
+    assert "zebra" not in replanned.index._postings and "minist" in replanned.index._postings
+    doc = Document.build("Zebra ministers resign", "", "en")
+    assert (
+        [t.id for t, _ in replanned.matches(doc)[0]] == ["t"] == [t.id for t, _ in topic_set.matches(doc)[0]]
+    )
+    before = stats.items
+    stats.window = 100
+    stats.observe({"x"})
+    assert stats.items < before  # halved: the sample decays instead of growing forever
