@@ -93,29 +93,29 @@ class Index:
 
     def __init__(self, groups: list[list[Keys]], stats: KeyStats | None = None) -> None:
         self._postings: dict[str, list[int]] = {}
-        self._filters: list[list[Keys]] = []
+        self._filters: list[tuple[Keys, ...]] = []
         self.unindexed: list[int] = []
         for position, topic_groups in enumerate(groups):
             if not topic_groups:
                 self.unindexed.append(position)
-                self._filters.append([])
+                self._filters.append(())
                 continue
             if stats is not None and stats.items:
                 best = min(topic_groups, key=lambda g: (stats.frequency(g), _cost(g)))
             else:
                 best = min(topic_groups, key=_cost)
-            self._filters.append([g for g in dict.fromkeys(topic_groups) if g is not best])
+            self._filters.append(tuple(g for g in dict.fromkeys(topic_groups) if g is not best))
             for key in best:
                 self._postings.setdefault(key, []).append(position)
+
+        self._keys = frozenset(self._postings)
 
     def candidates(self, doc_keys: set[str]) -> list[int]:
         """Topics indexed under a key of the item whose other required groups it also meets."""
         found: set[int] = set()
         postings = self._postings
-        for key in doc_keys:
-            hits = postings.get(key)
-            if hits:
-                found.update(hits)
+        for key in doc_keys & self._keys:  # in C, over the smaller set; few keys hit
+            found.update(postings[key])
         filters = self._filters
         kept = list(self.unindexed)
         for position in found:  # a plain loop: this runs for every candidate of every item
