@@ -391,17 +391,12 @@ class FetcherStore:
             )
         return pending
 
-    def pending_batches(self, feed_urls: Iterable[str] | None = None) -> list[PendingBatch]:
-        """Journaled batches not yet settled (of ``feed_urls`` only, if given), oldest first."""
+    def pending_batches(self) -> list[PendingBatch]:
+        """Journaled batches not yet settled, oldest first."""
         query = select(PENDING).order_by(PENDING.c.created_at)
         with transaction(self._engine, "reading the publish journal") as conn:
             rows = list(conn.execute(query))
-        wanted = None if feed_urls is None else set(feed_urls)
-        return [
-            PendingBatch.from_row(r.batch_id, r.feed_url, r.floors, r.body, r.created_at)
-            for r in rows
-            if wanted is None or r.feed_url in wanted
-        ]
+        return [PendingBatch.from_row(r.batch_id, r.feed_url, r.floors, r.body, r.created_at) for r in rows]
 
     def settle(self, batch: PendingBatch, settled: Settled) -> None:
         """Record what a journaled batch really published, and close it."""

@@ -45,8 +45,8 @@ def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
             wanted = node.text.lower()
             ok = doc.language == wanted or doc.language.startswith(wanted + "-")
             return Hit([], {label(node): set()}) if ok else None
-        positions = _word_positions(doc, query_forms(node.text, algorithms), node.field)
-        return _leaf(node, [(p, p) for p in positions])
+        positions = _stemmed(doc, query_forms(node.text, algorithms), FIELD_IDS[node.field])
+        return _leaf(node, [(p, p) for p in sorted(positions)])
     if isinstance(node, Prefix):
         prefix = node.text.lower()
         fields = FIELD_IDS[node.field]
@@ -63,7 +63,8 @@ def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
     if isinstance(node, Alias):
         spans: list[Span] = []
         for name in node.names:
-            spans += _sequence(doc, [doc_positions(doc, w, algorithms) for w in name], node.field)
+            words = [_stemmed(doc, query_forms(w, algorithms)) for w in name]
+            spans += _sequence(doc, words, node.field)
         return _leaf(node, sorted(set(spans)))
     if isinstance(node, Not):
         return None if match(node.child, doc, algorithms) is not None else Hit()
@@ -125,19 +126,14 @@ def _merge(total: Hit, hit: Hit) -> None:
         total.terms.setdefault(term, set()).update(positions)
 
 
-def _word_positions(doc: Document, forms: frozenset[str], field_name: str | None) -> list[int]:
-    fields = FIELD_IDS[field_name]
+def _stemmed(doc: Document, forms: frozenset[str], fields: tuple[int, ...] | None = None) -> set[int]:
+    """Positions of words sharing a form with the query word (in ``fields``, if given)."""
     found: set[int] = set()
     for form in forms:
         for p in doc.forms.get(form, ()):
-            if p // FIELD_SPAN in fields:
+            if fields is None or p // FIELD_SPAN in fields:
                 found.add(p)
-    return sorted(found)
-
-
-def doc_positions(doc: Document, word: str, algorithms: tuple[str, ...]) -> set[int]:
-    """Positions of words with a form in common with ``word`` (stemmed matching)."""
-    return {p for form in query_forms(word, algorithms) for p in doc.forms.get(form, ())}
+    return found
 
 
 def _exact(doc: Document, word: str) -> set[int]:
