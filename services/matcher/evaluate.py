@@ -8,6 +8,7 @@ carries those terms, the best sentence with the hits highlighted, and a score.
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass, field
 
 from newswatch.matcher.document import FIELD_IDS, FIELD_SPAN, TEXT, TITLE, Document
@@ -158,8 +159,9 @@ def explain(node: Node, doc: Document, algorithms: tuple[str, ...]) -> MatchReas
     hit = match(node, doc, algorithms)
     if hit is None:
         return None
+    surface = doc.surface
     terms = {
-        term: list(dict.fromkeys(doc.word_at(p) for p in sorted(positions)))
+        term: list(dict.fromkeys(surface[p // FIELD_SPAN][p % FIELD_SPAN] for p in sorted(positions)))
         for term, positions in hit.terms.items()
     }
     hit_positions = {p for positions in hit.terms.values() for p in positions}
@@ -171,9 +173,14 @@ def explain(node: Node, doc: Document, algorithms: tuple[str, ...]) -> MatchReas
     )
 
 
+@functools.lru_cache(maxsize=100_000)
+def _labels(node: Node) -> tuple[str, ...]:
+    return tuple(label(leaf) for leaf in leaves(node))
+
+
 def score(node: Node, hit: Hit) -> float:
     """0..1: the share of the query's terms found, a term in the title counting double."""
-    labels = [label(leaf) for leaf in leaves(node)]
+    labels = _labels(node)
     if not labels:
         return 0.5  # a query of NOTs only: it matched, nothing to weigh
     total = 0.0
@@ -181,15 +188,15 @@ def score(node: Node, hit: Hit) -> float:
         positions = hit.terms.get(name)
         if positions is None:
             continue
-        in_title = any(p // FIELD_SPAN == TITLE for p in positions) or not positions
+        in_title = not positions or min(positions) < FIELD_SPAN  # TITLE is field 0
         total += 1.0 if in_title else 0.5
     return round(min(1.0, total / len(labels)), 3)
 
 
 def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[int, int]]]:
     """The title or text sentence holding the most hits, with the hits' character spans."""
-    in_title = [p for p in positions if p // FIELD_SPAN == TITLE]
-    in_text = [p for p in positions if p // FIELD_SPAN == TEXT]
+    in_title = [p for p in positions if p < FIELD_SPAN]  # TITLE is field 0, TEXT field 1
+    in_text = [p for p in positions if FIELD_SPAN <= p < 2 * FIELD_SPAN]
     field_id, start, end, hits = TITLE, 0, len(doc.title), in_title
     if in_text:
         sentences = doc.sentences
