@@ -119,6 +119,8 @@ def test_the_readme_has_examples() -> None:
 
 @pytest.mark.parametrize(("query", "positive", "negative"), _EXAMPLES)
 def test_every_readme_example_evaluates_as_documented(query: str, positive: str, negative: str) -> None:
+    tree = parse(query, STARTER.aliases)
+    assert parse(to_text(tree), STARTER.aliases) == tree  # printing round-trips with aliases too
     assert matches(query, *_item(positive)), f"{query} should match {positive!r}"
     assert not matches(query, *_item(negative)), f"{query} should not match {negative!r}"
 
