@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-from dataclasses import dataclass, field
 
 from newswatch.matcher.document import FIELD_IDS, FIELD_SPAN, TEXT, TITLE, Document
 from newswatch.matcher.syntax import (
@@ -33,10 +32,20 @@ _SNIPPET_MAX = 300
 Span = tuple[int, int]  # first and last position (inclusive)
 
 
-@dataclass
 class Hit:
-    spans: list[Span] = field(default_factory=list)
-    terms: dict[str, set[int]] = field(default_factory=dict)  # term → positions of matching words
+    """Where a node matched: spans (for NEAR) and, per term, positions of the matching words."""
+
+    __slots__ = ("spans", "terms")
+
+    def __init__(self, spans: list[Span] | None = None, terms: dict[str, set[int]] | None = None) -> None:
+        self.spans: list[Span] = spans if spans is not None else []
+        self.terms: dict[str, set[int]] = terms if terms is not None else {}
+
+
+@functools.lru_cache(maxsize=200_000)
+def _word_plan(node: Word, algorithms: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...], str]:
+    """What evaluating a word needs, worked out once: its forms, its fields, its label."""
+    return tuple(query_forms(node.text, algorithms)), FIELD_IDS[node.field], label(node)
 
 
 def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
@@ -46,8 +55,16 @@ def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
             wanted = node.text.lower()
             ok = doc.language == wanted or doc.language.startswith(wanted + "-")
             return Hit([], {label(node): set()}) if ok else None
-        positions = _stemmed(doc, query_forms(node.text, algorithms), FIELD_IDS[node.field])
-        return _leaf(node, [(p, p) for p in sorted(positions)])
+        forms, fields, name = _word_plan(node, algorithms)
+        get = doc.forms.get
+        found: set[int] = set()
+        for form in forms:
+            positions = get(form)
+            if positions:
+                found.update(p for p in positions if p // FIELD_SPAN in fields)
+        if not found:
+            return None
+        return Hit([(p, p) for p in sorted(found)], {name: found})
     if isinstance(node, Prefix):
         prefix = node.text.lower()
         fields = FIELD_IDS[node.field]
