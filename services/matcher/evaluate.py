@@ -68,20 +68,20 @@ def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
     if isinstance(node, Prefix):
         prefix = node.text.lower()
         fields = FIELD_IDS[node.field]
-        found = sorted(
+        matched = sorted(
             p
             for word, positions in doc.words.items()
             if word.startswith(prefix)
             for p in positions
             if p // FIELD_SPAN in fields
         )
-        return _leaf(node, [(p, p) for p in found])
+        return _leaf(node, [(p, p) for p in matched])
     if isinstance(node, Phrase):
         return _leaf(node, _sequence(doc, [_exact(doc, w) for w in node.words], node.field))
     if isinstance(node, Alias):
         spans: list[Span] = []
-        for name in node.names:
-            words = [_stemmed(doc, query_forms(w, algorithms)) for w in name]
+        for alternative in node.names:
+            words = [_stemmed(doc, query_forms(w, algorithms)) for w in alternative]
             spans += _sequence(doc, words, node.field)
         return _leaf(node, sorted(set(spans)))
     if isinstance(node, Not):
