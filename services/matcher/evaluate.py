@@ -68,14 +68,14 @@ def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
     if isinstance(node, Prefix):
         prefix = node.text.lower()
         fields = FIELD_IDS[node.field]
-        matched = sorted(
+        hits = sorted(
             p
             for word, positions in doc.words.items()
             if word.startswith(prefix)
             for p in positions
             if p // FIELD_SPAN in fields
         )
-        return _leaf(node, [(p, p) for p in matched])
+        return _leaf(node, [(p, p) for p in hits])
     if isinstance(node, Phrase):
         return _leaf(node, _sequence(doc, [_exact(doc, w) for w in node.words], node.field))
     if isinstance(node, Alias):
