@@ -35,9 +35,16 @@ def guids(bootstrap: str) -> Counter[str]:
 
 def test_runtime_feed_changes_with_two_replicas(tmp_path: Path, broker: EmbeddedBroker) -> None:
     server = FeedServer().start()
-    urls = [f"{server.base_url}/f{n}.xml" for n in range(8)]
+    # The server's port is random, so are the owners of its URLs: pick a path prefix under which
+    # both replicas own some of the six config feeds (1 in 32 ports would give one replica all).
+    prefix = next(
+        f"/s{salt}"
+        for salt in range(100)
+        if {owns(f"{server.base_url}/s{salt}/f{n}.xml", 0, 2) for n in range(6)} == {True, False}
+    )
+    urls = [f"{server.base_url}{prefix}/f{n}.xml" for n in range(8)]
     for n in range(8):
-        server.set_feed(f"/f{n}.xml", f"Feed {n}", [entry(f"f{n}-a")])
+        server.set_feed(f"{prefix}/f{n}.xml", f"Feed {n}", [entry(f"f{n}-a")])
     config = {
         "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "allow_networks": ["127.0.0.0/8"],
@@ -84,8 +91,8 @@ def test_runtime_feed_changes_with_two_replicas(tmp_path: Path, broker: Embedded
 
         cli("pause", urls[0])
         time.sleep(2.5)  # the fetchers apply changes within a second; let in-flight polls finish
-        server.add_entry("/f0.xml", entry("f0-paused"))
-        server.add_entry("/f1.xml", entry("f1-barrier"))
+        server.add_entry(f"{prefix}/f0.xml", entry("f0-paused"))
+        server.add_entry(f"{prefix}/f1.xml", entry("f1-barrier"))
         wait_for(lambda: "f1-barrier" in guids(broker.bootstrap), 60, what="the barrier item")
         time.sleep(3)  # f0 would have been polled three times by now
         assert "f0-paused" not in guids(broker.bootstrap)
