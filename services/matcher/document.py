@@ -69,6 +69,10 @@ class Document:
         """Character spans of the text's sentences (for the reason's snippet)."""
         return [m.span() for m in _SENTENCE.finditer(self.text)]
 
+    @functools.cached_property
+    def sentence_starts(self) -> list[int]:
+        return [start for start, _end in self.sentences]
+
     def keys(self) -> set[str]:
         """What the presearch index is probed with: every form, prefix and the language."""
         keys = set(self.forms)

@@ -217,10 +217,11 @@ def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[in
     field_id, start, end, hits = TITLE, 0, len(doc.title), in_title
     if in_text:
         sentences = doc.sentences
-        starts = [s for s, _e in sentences]
+        starts = doc.sentence_starts
+        offsets = doc.offsets[TEXT]
         by_sentence: dict[int, list[int]] = {}
         for p in in_text:
-            index = bisect.bisect_right(starts, doc.offsets[TEXT][p % FIELD_SPAN][0]) - 1
+            index = bisect.bisect_right(starts, offsets[p - FIELD_SPAN][0]) - 1
             by_sentence.setdefault(index, []).append(p)
         best = max(by_sentence, key=lambda i: (len(by_sentence[i]), -i))
         if len(by_sentence[best]) > len(in_title):  # the title wins a tie
@@ -231,11 +232,14 @@ def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[in
     stripped = sentence.lstrip()
     start += len(sentence) - len(stripped)
     snippet = stripped.rstrip()
-    highlights = sorted(
-        (s - start, e - start)
-        for s, e in (doc.offsets[field_id][p % FIELD_SPAN] for p in hits)
-        if start <= s and e <= start + len(snippet)
-    )
+    offsets = doc.offsets[field_id]
+    limit = start + len(snippet)
+    highlights = []
+    for p in hits:
+        s, e = offsets[p % FIELD_SPAN]
+        if start <= s and e <= limit:
+            highlights.append((s - start, e - start))
+    highlights.sort()
     highlights = _joined(snippet, highlights)
     if len(snippet) > _SNIPPET_MAX:
         snippet = snippet[: _SNIPPET_MAX - 1].rstrip() + "…"
