@@ -28,7 +28,7 @@ from pydantic import (
 
 from newswatch.shared.durations import parse_duration
 from newswatch.shared.errors import ConfigError
-from newswatch.shared.languages import SNOWBALL
+from newswatch.shared.languages import DEFAULT_LANGUAGES, SNOWBALL
 
 CONFIG_ENV = "NEWSWATCH_CONFIG"
 ENV_PREFIX = "NEWSWATCH_"
@@ -160,7 +160,7 @@ class MatcherSettings(_Frozen):
     alias_files: tuple[Path, ...] = Field(default=(), description="YAML files of alias sets (lists of names)")
     starter_aliases: bool = Field(default=True, description="load the alias sets shipped with newswatch")
     languages: tuple[str, ...] = Field(
-        default=("en", "de", "fr", "es", "it", "pt", "nl", "ru"),
+        default=DEFAULT_LANGUAGES,
         min_length=1,
         description="languages (ISO 639-1) a query word is stemmed in",
     )

@@ -13,3 +13,5 @@ SNOWBALL = {
     "pl": "polish", "pt": "portuguese", "ro": "romanian", "ru": "russian", "sr": "serbian",
     "sv": "swedish", "ta": "tamil", "tr": "turkish", "yi": "yiddish",
 }  # fmt: skip
+#: Languages a query word is stemmed in when the config does not say (``matcher.languages``).
+DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "ru")

@@ -123,6 +123,9 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if _is_address(host):  # nothing to look up: checked here, no thread needed
+            address = self._guard.check(host, port)
+            return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
         try:
             with anyio.fail_after(timeout):  # the connect timeout covers the lookup too
                 address = await anyio.to_thread.run_sync(

@@ -61,9 +61,6 @@ class Document:
                 position += 1
         return doc
 
-    def word_at(self, position: int) -> str:
-        return self.surface[position // FIELD_SPAN][position % FIELD_SPAN]
-
     @functools.cached_property
     def sentences(self) -> list[tuple[int, int]]:
         """Character spans of the text's sentences (for the reason's snippet)."""

@@ -56,10 +56,11 @@ def recent_items(
                 continue
             latest[item.item_id] = item  # a later revision replaces the earlier one
 
+    stop = stop or threading.Event()
     reader = TableReader(make_consumer(bootstrap, settings, None, "newswatch-replay"), ITEMS)
     try:
-        reader.assign(stop or threading.Event())
-        reader.catch_up(stop or threading.Event(), collect)
+        reader.assign(stop)
+        reader.catch_up(stop, collect)
     finally:
         reader.close()
     return Recent(list(latest.values()), counts["read"], counts["skipped"])

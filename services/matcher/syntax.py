@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 #: Field scopes a term may carry. None means title or text.
 FIELDS = ("title", "text", "source", "lang", "author")
-OPERATORS = frozenset({"AND", "OR", "NOT"})
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,6 @@ _MIN_BASE = 4
 _local = threading.local()
 
 
-#: Languages a query word is stemmed in when the config does not say.
-DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "ru")
-
-
 def _stemmer(algorithm: str) -> Stemmer.Stemmer:
     stemmers: dict[str, Stemmer.Stemmer] | None = getattr(_local, "stemmers", None)
     if stemmers is None:
@@ -92,8 +88,3 @@ def query_forms(word: str, algorithms: tuple[str, ...] = ("english",)) -> frozen
     for algorithm in algorithms:
         forms |= _forms(lowered, algorithm)
     return frozenset(forms)
-
-
-def word_forms(word: str) -> frozenset[str]:
-    """English forms of ``word`` (documents and queries of unknown language)."""
-    return doc_forms(word, "english")

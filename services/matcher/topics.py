@@ -19,9 +19,10 @@ from newswatch.matcher.evaluate import explain
 from newswatch.matcher.parser import parse
 from newswatch.matcher.presearch import Index, Keys, KeyStats, required
 from newswatch.matcher.syntax import Node
-from newswatch.matcher.text import DEFAULT_LANGUAGES, algorithm_for
+from newswatch.matcher.text import algorithm_for
 from newswatch.shared.config import MatcherSettings
 from newswatch.shared.contract import MatchReason
+from newswatch.shared.languages import DEFAULT_LANGUAGES
 
 
 @dataclass(frozen=True)
