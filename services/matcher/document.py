@@ -26,6 +26,22 @@ FIELD_IDS = {
 FIELD_SPAN = 1 << 20
 PREFIX_KEY = 3  # wildcard prefixes are indexed by their first three letters
 _SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+_PREFIX_KEYS_KEPT = 500_000
+
+
+class _PrefixKeys(dict[str, str]):
+    """word → its presearch prefix key ``p:abc``, remembered (bounded) so that probing an
+    item costs one C-level lookup per word. A word shorter than the prefix gets a key no
+    topic is indexed under (wildcards need at least ``PREFIX_KEY`` letters)."""
+
+    def __missing__(self, word: str) -> str:
+        key = "p:" + word[:PREFIX_KEY]
+        if len(self) < _PREFIX_KEYS_KEPT:
+            self[word] = key
+        return key
+
+
+_prefix_keys = _PrefixKeys()
 
 
 @dataclass
@@ -73,7 +89,7 @@ class Document:
     def keys(self) -> set[str]:
         """What the presearch index is probed with: every form, prefix and the language."""
         keys = set(self.forms)
-        keys.update(["p:" + w[:PREFIX_KEY] for w in self.words if len(w) >= PREFIX_KEY])
+        keys.update(map(_prefix_keys.__getitem__, self.words))
         if self.language:
             keys.add("lang:" + self.language.split("-", 1)[0])
         return keys

@@ -12,6 +12,8 @@ every item: still correct, only slower, and counted in a metric.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from newswatch.matcher.document import PREFIX_KEY
 from newswatch.matcher.syntax import Alias, And, Node, Not, Or, Phrase, Prefix, Word
 from newswatch.matcher.text import query_forms
@@ -66,7 +68,7 @@ class KeyStats:
     def __init__(self, every: int = 10, window: int = 20_000) -> None:
         self.every = every
         self.window = window
-        self.counts: dict[str, float] = {}
+        self.counts: Counter[str] = Counter()
         self.items = 0
         self._seen = 0
 
@@ -74,55 +76,109 @@ class KeyStats:
         self._seen += 1
         if self._seen % self.every:
             return
-        counts = self.counts
-        for key in keys:
-            counts[key] = counts.get(key, 0.0) + 1.0
+        self.counts.update(keys)  # counted in C: this runs on the hot path
         self.items += 1
         if self.items >= self.window:  # halve: older items weigh less, rare keys fall out
-            self.counts = {k: v / 2 for k, v in counts.items() if v >= 2}
+            self.counts = Counter({k: v // 2 for k, v in self.counts.items() if v >= 2})
             self.items //= 2
 
     def frequency(self, group: Keys) -> float:
         """Estimated share of items with a key of ``group`` (upper bound: the sum)."""
         counts = self.counts
-        return sum(counts.get(k, 0.0) for k in group) / max(1, self.items)
+        return sum(counts.get(k, 0) for k in group) / max(1, self.items)
+
+
+#: A topic is indexed under a pair of keys (one from each of its two most selective groups)
+#: when that takes at most this many pairs; otherwise under single keys, and filtered.
+PAIR_LIMIT = 64
+
+Entry = tuple[int, tuple[Keys, ...]]  # a topic's position and the required groups left to test
+
+
+class _Bucket:
+    """The topics indexed under one key: alone, by a second key, or to be filtered."""
+
+    __slots__ = ("alone", "by_second", "filtered", "seconds")
+
+    def __init__(self) -> None:
+        self.alone: list[int] = []  # topics that require nothing else
+        self.by_second: dict[str, list[Entry]] = {}  # second key → topics needing it as well
+        self.seconds: frozenset[str] = frozenset()  # by_second's keys, for a set intersection
+        self.filtered: list[Entry] = []  # topics whose other groups are tested one by one
 
 
 class Index:
-    """Index key → positions (in a topic list) of the topics indexed under it."""
+    """Index key → the topics (positions in a topic list) that an item with the key may match.
+
+    A topic with two or more required groups is indexed under pairs of keys, one from its
+    most selective group and one from the next, so an item finds it only if it has both:
+    the pair test is a set intersection done in C, where testing each topic found under
+    one key was a Python loop over ten times as many topics as were kept.
+    """
 
     def __init__(self, groups: list[list[Keys]], stats: KeyStats | None = None) -> None:
-        self._postings: dict[str, list[int]] = {}
-        self._filters: list[tuple[Keys, ...]] = []
+        self._buckets: dict[str, _Bucket] = {}
         self.unindexed: list[int] = []
-        for position, topic_groups in enumerate(groups):
-            if not topic_groups:
-                self.unindexed.append(position)
-                self._filters.append(())
-                continue
-            if stats is not None and stats.items:
-                best = min(topic_groups, key=lambda g: (stats.frequency(g), _cost(g)))
-            else:
-                best = min(topic_groups, key=_cost)
-            self._filters.append(tuple(g for g in dict.fromkeys(topic_groups) if g is not best))
-            for key in best:
-                self._postings.setdefault(key, []).append(position)
 
-        self._keys = frozenset(self._postings)
+        def selectivity(group: Keys) -> tuple[float, int, int]:
+            rarity = stats.frequency(group) if stats is not None and stats.items else 0.0
+            return (rarity, *_cost(group))
+
+        for position, topic_groups in enumerate(groups):
+            ordered = sorted(dict.fromkeys(topic_groups), key=selectivity)
+            if not ordered:
+                self.unindexed.append(position)
+                continue
+            first, rest = ordered[0], tuple(ordered[1:])
+            if not rest:
+                for key in first:
+                    self._bucket(key).alone.append(position)
+            elif len(first) * len(rest[0]) <= PAIR_LIMIT:
+                entry = (position, rest[1:])
+                for key in first:
+                    by_second = self._bucket(key).by_second
+                    for second in rest[0]:
+                        by_second.setdefault(second, []).append(entry)
+            else:
+                for key in first:
+                    self._bucket(key).filtered.append((position, rest))
+        for bucket in self._buckets.values():
+            bucket.seconds = frozenset(bucket.by_second)
+        self._keys = frozenset(self._buckets)
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The keys topics are indexed under (their most selective group's)."""
+        return self._keys
+
+    def _bucket(self, key: str) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+        return bucket
 
     def candidates(self, doc_keys: set[str]) -> list[int]:
-        """Topics indexed under a key of the item whose other required groups it also meets."""
-        found: set[int] = set()
-        postings = self._postings
+        """Topics indexed under keys of the item whose other required groups it also meets."""
+        buckets = self._buckets
+        kept = set(self.unindexed)
         for key in doc_keys & self._keys:  # in C, over the smaller set; few keys hit
-            found.update(postings[key])
-        filters = self._filters
-        kept = list(self.unindexed)
-        for position in found:  # a plain loop: this runs for every candidate of every item
-            for group in filters[position]:
-                if group.isdisjoint(doc_keys):
-                    break
-            else:
-                kept.append(position)
-        kept.sort()
-        return kept
+            bucket = buckets[key]
+            if bucket.alone:
+                kept.update(bucket.alone)
+            if not bucket.seconds.isdisjoint(doc_keys):  # in C, over the smaller side
+                by_second = bucket.by_second
+                for second in bucket.seconds & doc_keys:
+                    _keep(kept, by_second[second], doc_keys)
+            if bucket.filtered:
+                _keep(kept, bucket.filtered, doc_keys)
+        return sorted(kept)
+
+
+def _keep(kept: set[int], entries: list[Entry], doc_keys: set[str]) -> None:
+    """Adds the topics of ``entries`` whose remaining groups each meet ``doc_keys``."""
+    for position, others in entries:  # a plain loop: it runs for every item
+        for group in others:
+            if group.isdisjoint(doc_keys):
+                break
+        else:
+            kept.add(position)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from newswatch.matcher.aliases import AliasTable, build_table
 from newswatch.matcher.document import Document
-from newswatch.matcher.evaluate import explain
+from newswatch.matcher.evaluate import Plan
 from newswatch.matcher.parser import parse
 from newswatch.matcher.presearch import Index, Keys, KeyStats, required
 from newswatch.matcher.syntax import Node
@@ -31,6 +31,7 @@ class Topic:
     query: str  # as written, whitespace normalized
     tree: Node
     required: tuple[Keys, ...]  # presearch: key groups a matching item meets; () = every item
+    plan: Plan = field(compare=False, repr=False)  # the compiled tree (not part of equality)
 
     @property
     def indexed(self) -> bool:
@@ -55,10 +56,16 @@ class Compiler:
     def compile(self, topic_id: str, query: str) -> Topic:
         """Raises QueryError (with position) when the query is invalid."""
         tree = parse(query, self.aliases)
-        return Topic(topic_id, " ".join(query.split()), tree, tuple(required(tree, self.algorithms)))
+        return Topic(
+            topic_id,
+            " ".join(query.split()),
+            tree,
+            tuple(required(tree, self.algorithms)),
+            Plan(tree, self.algorithms),
+        )
 
     def explain(self, topic: Topic, doc: Document) -> MatchReason | None:
-        return explain(topic.tree, doc, self.algorithms)
+        return topic.plan.explain(doc)
 
 
 class TopicSet:
@@ -122,7 +129,7 @@ class TopicSet:
         found = []
         candidates = self.candidates(doc)
         for topic in candidates:
-            reason = self.compiler.explain(topic, doc)
+            reason = topic.plan.explain(doc)
             if reason is not None:
                 found.append((topic, reason))
         return found, len(candidates)
