@@ -25,7 +25,7 @@ FIELD_IDS = {
 }
 FIELD_SPAN = 1 << 20
 PREFIX_KEY = 3  # wildcard prefixes are indexed by their first three letters
-_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+_SENTENCE_END = re.compile(r"[.!?]+")
 _PREFIX_KEYS_KEPT = 500_000
 
 
@@ -78,13 +78,10 @@ class Document:
         return doc
 
     @functools.cached_property
-    def sentences(self) -> list[tuple[int, int]]:
-        """Character spans of the text's sentences (for the reason's snippet)."""
-        return [m.span() for m in _SENTENCE.finditer(self.text)]
-
-    @functools.cached_property
     def sentence_starts(self) -> list[int]:
-        return [start for start, _end in self.sentences]
+        """Where the text's sentences start (for the reason's snippet): 0, then after each
+        run of sentence-ending marks. Sentence i ends where sentence i + 1 starts."""
+        return [0, *[m.end() for m in _SENTENCE_END.finditer(self.text)]]
 
     def keys(self) -> set[str]:
         """What the presearch index is probed with: every form, prefix and the language."""

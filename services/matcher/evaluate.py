@@ -351,7 +351,8 @@ def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[in
             best, best_hits = current, current_hits
         if len(best_hits) > len(in_title):  # the title wins a tie
             field_id, hits = TEXT, best_hits
-            start, end = doc.sentences[best]
+            start = starts[best]
+            end = starts[best + 1] if best + 1 < len(starts) else len(doc.text)
     source = doc.title if field_id == TITLE else doc.text
     sentence = source[start:end]
     stripped = sentence.lstrip()
