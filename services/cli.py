@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="also deliver the topics' matches among items of the last DURATION (e.g. 24h), once",
     )
+    apply.add_argument(
+        "--server",
+        help="notifier API URL (default $NEWSWATCH_API_URL): apply topics and subscriptions through it",
+    )
+    apply.add_argument("--token", help="API bearer token (default $NEWSWATCH_API_TOKEN)")
+
+    tokens = sub.add_parser("tokens", help="manage API bearer tokens (in the notifier's database)")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    create = tokens_sub.add_parser("create", help="create a token for an owner and print it (shown once)")
+    create.add_argument(
+        "--owner", required=True, help="who the token acts as (sees only their subscriptions)"
+    )
+    create.add_argument("--name", default="", help="a label, e.g. the client it is for")
+    config_arg(create)
 
     topics = sub.add_parser("topics", help="try a query on recent news before creating a topic")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
@@ -146,7 +160,10 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "broker":
         return _broker(args.port)
     if command == "apply":
-        return _apply(args)
+        server = args.server or os.environ.get("NEWSWATCH_API_URL")
+        return _apply_via_api(args, server) if server else _apply(args)
+    if command == "tokens":
+        return _tokens_create(args)
     if command == "feeds":
         return _feeds(args)
     if command == "topics":
@@ -213,6 +230,50 @@ def _apply(args: argparse.Namespace) -> int:
         topics = [compiler.compile(t.id, t.query) for t in document.topics]
         sent = replay.backfill(bootstrap, config.kafka, compiler, topics, recent.items)
         print(f"backfill: {sent} match(es) among {len(recent.items)} item(s) of the last {args.backfill}")
+    return 0
+
+
+def _apply_via_api(args: argparse.Namespace, server: str) -> int:
+    import httpx
+
+    token = args.token or os.environ.get("NEWSWATCH_API_TOKEN")
+    if not token:
+        raise ConfigError("--server needs a token: pass --token or set NEWSWATCH_API_TOKEN")
+    try:
+        body = args.file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: {exc}") from exc
+    url = server.rstrip("/") + "/apply"
+    try:
+        response = httpx.post(
+            url,
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
+        )
+    except httpx.HTTPError as exc:
+        raise NewswatchError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        raise ConfigError(f"{args.file}: the API refused it ({response.status_code}): {response.text}")
+    result = response.json()
+    print(
+        f"applied {len(result['topics'])} topic(s), {len(result['subscriptions'])} subscription(s) via {server}"
+    )
+    for sub_id, secret in result.get("secrets", {}).items():
+        print(f"new subscription {sub_id}: webhook secret {secret} (shown once)")
+    return 0
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    from newswatch.notifier.store import NotifierStore
+    from newswatch.shared.db import database_url, make_engine
+
+    config = load_config(args.config)
+    store = NotifierStore(make_engine(database_url(config.database_url, config.state_dir, "notifier")))
+    try:
+        token = store.create_token(args.owner, args.name)
+    finally:
+        store.close()
+    print(token)
     return 0
 
 

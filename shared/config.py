@@ -11,8 +11,9 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import yaml
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from newswatch.shared.cadence import parse_cadence, parse_quiet_hours, parse_zone
 from newswatch.shared.durations import parse_duration
 from newswatch.shared.errors import ConfigError
 from newswatch.shared.languages import DEFAULT_LANGUAGES, SNOWBALL
@@ -33,7 +35,15 @@ from newswatch.shared.languages import DEFAULT_LANGUAGES, SNOWBALL
 CONFIG_ENV = "NEWSWATCH_CONFIG"
 ENV_PREFIX = "NEWSWATCH_"
 #: NEWSWATCH_* variables that are not config keys (read by the CLI or the runtime).
-RESERVED_ENV = frozenset({"NEWSWATCH_CONFIG", "NEWSWATCH_LOG_LEVEL", "NEWSWATCH_BROKER_BIN"})
+RESERVED_ENV = frozenset(
+    {
+        "NEWSWATCH_CONFIG",
+        "NEWSWATCH_LOG_LEVEL",
+        "NEWSWATCH_BROKER_BIN",
+        "NEWSWATCH_API_URL",
+        "NEWSWATCH_API_TOKEN",
+    }
+)
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -47,6 +57,41 @@ def check_http_url(value: str) -> str:
 
 
 HttpUrlText = Annotated[str, BeforeValidator(lambda v: check_http_url(str(v).strip()))]
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def check_channel_url(value: str) -> str:
+    """http(s) for webhooks, ``mailto:`` for email, any other scheme for Apprise (checked
+    against Apprise's plugins when the notifier loads it)."""
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    if scheme in ("http", "https"):
+        return check_http_url(value)
+    if scheme == "mailto":
+        address = value[len("mailto:") :].split("?", 1)[0]
+        if "@" not in address or address.startswith("@") or address.endswith("@"):
+            raise ValueError(f"expected mailto:name@example.org, got {value!r}")
+        return value
+    if not _SCHEME.match(scheme) or not _apprise_accepts(value):
+        raise ValueError(
+            f"expected an http(s):// webhook, a mailto: address or a notification URL that Apprise "
+            f"supports (slack://…, ntfy://…, discord://…; see its wiki), got {redact_url(value)!r}"
+        )
+    return value
+
+
+def _apprise_accepts(url: str) -> bool:
+    import apprise  # noqa: PLC0415 - here, not at the top: only configs with chat subscriptions pay for it
+
+    return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
+
+
+def redact_url(url: str) -> str:
+    """A channel URL without what may be a token: scheme and host only."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '…'}/…" if parts.scheme else "…"
+
+
+ChannelUrl = Annotated[str, BeforeValidator(lambda v: check_channel_url(str(v).strip()))]
 
 
 class _Frozen(BaseModel):
@@ -88,6 +133,9 @@ class HttpSettings(_Frozen):
     fetcher_port: int = Field(default=9301, ge=0, le=65535)
     matcher_port: int = Field(default=9302, ge=0, le=65535)
     notifier_port: int = Field(default=9303, ge=0, le=65535)
+    api_port: int = Field(
+        default=9380, ge=0, le=65535, description="the notifier's HTTP API (0: any free port)"
+    )
 
 
 class FeedConfig(_Frozen):
@@ -103,9 +151,55 @@ class TopicConfig(_Frozen):
 
 
 class SubscriptionConfig(_Frozen):
+    """One subscriber's alerts: which topics, where to, and at what rhythm."""
+
     id: str = Field(pattern=ID_PATTERN)
     topics: tuple[Annotated[str, Field(pattern=ID_PATTERN)], ...] = Field(min_length=1)
-    to: HttpUrlText = Field(description="http(s) URL: the alert is POSTed there as JSON")
+    to: ChannelUrl = Field(
+        description="http(s):// (signed JSON webhook), mailto: (email) or an Apprise URL (slack://, ntfy://, …)"
+    )
+    mode: str = Field(
+        default="immediate",
+        description="immediate, hourly, 'daily at HH:MM' or 'weekly on <day> at HH:MM' (in timezone)",
+    )
+    timezone: str = Field(default="UTC", description="IANA zone for digest times and quiet hours")
+    max_per_hour: int | None = Field(
+        default=None, ge=1, le=10_000, description="immediate alerts per hour; the rest go to the next digest"
+    )
+    quiet_hours: str | None = Field(default=None, description="HH:MM-HH:MM: held, then sent as one digest")
+    snooze_until: datetime | None = Field(default=None, description="held until then, then one digest")
+    updates: bool = Field(default=False, description="also alert when an alerted item is updated")
+    secret: str | None = Field(
+        default=None,
+        min_length=24,
+        description="webhook signing secret (whsec_…); generated and kept in the database if absent",
+    )
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        parse_cadence(value)
+        return " ".join(value.lower().split())
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        parse_zone(value)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)
+        return value
+
+    @field_validator("snooze_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expected a time with a zone, e.g. 2026-12-01T08:00:00Z")
+        return value
 
 
 class FetcherSettings(_Frozen):
@@ -174,11 +268,38 @@ class MatcherSettings(_Frozen):
         return tuple(code.lower() for code in value)
 
 
+class SmtpSettings(_Frozen):
+    host: str = Field(default="127.0.0.1", description="SMTP server for mailto: subscriptions")
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = Field(
+        default="none", description="none, starttls (upgrade on connect) or tls (implicit, port 465)"
+    )
+    username: str | None = None
+    password: str | None = None
+    sender: str = Field(default="newswatch@localhost", description="From: address of alert emails")
+    timeout: Duration = Field(default=30.0, gt=0)
+
+
 class NotifierSettings(_Frozen):
     timeout: Duration = Field(default=10.0, gt=0, description="per webhook request")
-    max_attempts: int = Field(default=5, ge=1, le=50, description="deliveries tried before the DLQ")
-    retry_backoff: Duration = Field(default=1.0, ge=0, description="first retry delay, doubled per try")
-    retry_backoff_max: Duration = Field(default=30.0, ge=0)
+    max_attempts: int = Field(default=8, ge=1, le=50, description="delivery attempts before the DLQ")
+    retry_backoff: Duration = Field(
+        default=1.0, ge=0, description="first retry delay, doubled per try (jittered)"
+    )
+    retry_backoff_max: Duration = Field(default=300.0, ge=0, description="longest wait between two attempts")
+    max_age: Duration = Field(
+        default=86_400.0,
+        gt=0,
+        description="an alert still undelivered this long after its match is abandoned",
+    )
+    senders: int = Field(default=8, ge=1, le=256, description="deliveries in flight at once (threads)")
+    duplicate_window: Duration = Field(
+        default=172_800.0, ge=0, description="how long an alerted story suppresses its near-duplicates"
+    )
+    duplicate_distance: int = Field(
+        default=6, ge=0, le=32, description="SimHash bits two stories may differ by and still be one story"
+    )
+    smtp: SmtpSettings = SmtpSettings()
 
 
 class Config(_Frozen):

@@ -135,12 +135,13 @@ class Alert(_Payload):
 
     alert_id: str
     subscription_id: str
-    channel: Literal["webhook"] = "webhook"
+    channel: Literal["webhook", "email", "apprise"] = "webhook"
     topic_id: str
     query: str
     item: Item
     reason: MatchReason
     delivered_at: datetime
+    digest_id: str | None = Field(default=None, description="set when the alert went out in a digest")
 
 
 class FeedDefinition(_Payload):

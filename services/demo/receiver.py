@@ -59,7 +59,12 @@ class WebhookReceiver:
 
 
 def format_alert(body: dict[str, Any], color: bool = False) -> str:
-    """An alert as a person reads it in a terminal: topic, title, source, link, why."""
+    """An alert (or each alert of a digest) as a person reads it in a terminal: topic,
+    title, source, link, why, and who else reported the story."""
+    if body.get("type") == "newswatch.digest":
+        alerts = body.get("alerts", [])
+        head = f"📬 DIGEST: {len(alerts)} alert(s)"
+        return "\n\n".join([head, *(format_alert(a, color) for a in alerts)])
     bold, dim, reset = ("\033[1m", "\033[2m", "\033[0m") if color else ("", "", "")
     item = body.get("item", {})
     topic = body.get("topic", {})
@@ -80,5 +85,10 @@ def format_alert(body: dict[str, Any], color: bool = False) -> str:
             f"   link:   {item.get('url')}",
             f"   why:    {terms}   (score {why.get('score', 0)})",
             f"           “{''.join(marked)}”",
+            *(
+                ["   also:   " + ", ".join(str(r.get("source")) for r in body["also_reported_by"])]
+                if body.get("also_reported_by")
+                else []
+            ),
         ]
     )

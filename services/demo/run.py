@@ -24,7 +24,12 @@ def demo_config(feed_base: str, hook_url: str, state_dir: Path) -> dict[str, Any
     return {
         "allow_networks": ["127.0.0.0/8"],
         "state_dir": str(state_dir),
-        "http": {"fetcher_port": free_port(), "matcher_port": free_port(), "notifier_port": free_port()},
+        "http": {
+            "fetcher_port": free_port(),
+            "matcher_port": free_port(),
+            "notifier_port": free_port(),
+            "api_port": free_port(),
+        },
         "fetcher": {"start_spread": "1s"},  # three feeds: no need to spread the first polls
         "feeds": [
             {"url": f"{feed_base}{path}", "interval": "30s"}

@@ -6,9 +6,17 @@ from newswatch.shared.errors import NewswatchError
 
 
 class DeliveryError(NewswatchError):
-    """A delivery attempt failed. ``permanent`` failures are not retried."""
+    """A delivery attempt failed. ``permanent`` failures are not retried; ``retry_after``
+    is the receiver's own request (HTTP Retry-After), in seconds."""
 
-    def __init__(self, message: str, *, permanent: bool, reason: str) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, reason: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.reason = reason  # bounded metric label
+        self.retry_after = retry_after
+
+
+class ChannelError(NewswatchError):
+    """A subscription's channel URL cannot be used (unsupported or malformed)."""

@@ -1,14 +1,31 @@
-"""Every metric of the notifier, declared in one place. No per-subscription labels."""
+"""Every metric of the notifier, declared in one place. No per-subscription labels: label
+values come from the bounded sets below (channels, outcomes, failure reasons)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from newswatch import __version__
+from newswatch.notifier.channels import CHANNELS
+from newswatch.notifier.router import OUTCOMES
 from newswatch.shared.metrics import PipelineMetrics
 
-#: Bounded reasons for newswatch_notifier_alerts_failed_total.
-FAILURE_REASONS = ("http_4xx", "http_5xx", "http_other", "network", "blocked")
+#: Bounded failure reasons of a delivery attempt.
+FAILURE_REASONS = (
+    "http_4xx",
+    "http_5xx",
+    "http_other",
+    "network",
+    "blocked",
+    "smtp_4xx",
+    "smtp_5xx",
+    "apprise",
+    "bad_url",
+    "expired",
+    "unsubscribed",
+    "render",
+)
+KINDS = ("alert", "digest")
 
 
 class NotifierMetrics:
@@ -19,35 +36,69 @@ class NotifierMetrics:
             "Matches read from newswatch.matches.",
             registry=registry,
         )
-        self.alerts_sent = Counter(
-            "newswatch_notifier_alerts_sent_total",
-            "Alerts delivered, by channel.",
-            ["channel"],
-            registry=registry,
-        )
-        self.alerts_failed = Counter(
-            "newswatch_notifier_alerts_failed_total",
-            "Alerts given up on and sent to the DLQ, by channel and reason.",
-            ["channel", "reason"],
-            registry=registry,
-        )
-        self.attempts_failed = Counter(
-            "newswatch_notifier_delivery_attempts_failed_total",
-            "Single delivery attempts that failed (retried or given up), by channel and reason.",
-            ["channel", "reason"],
+        self.routed = Counter(
+            "newswatch_notifier_routed_total",
+            "Matches routed to a subscription, by outcome (queued, digest, held, overflow, duplicate, "
+            "repeat, update, update_suppressed).",
+            ["outcome"],
             registry=registry,
         )
         self.duplicates = Counter(
             "newswatch_notifier_duplicates_suppressed_total",
-            "Alerts not sent because this subscription already got this item.",
+            "Alerts not sent because the subscription already got the item or a near-duplicate story.",
             registry=registry,
         )
-        self.delivery_seconds = Histogram(
-            "newswatch_notifier_delivery_seconds",
-            "Duration of one successful webhook request.",
-            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        self.deliveries = Counter(
+            "newswatch_notifier_deliveries_total",
+            "Finished deliveries (alerts and digests), by channel, kind and outcome (delivered, dead).",
+            ["channel", "kind", "outcome"],
             registry=registry,
         )
-        self.alerts_sent.labels("webhook")
-        for reason in FAILURE_REASONS:
-            self.alerts_failed.labels("webhook", reason)
+        self.attempts_failed = Counter(
+            "newswatch_notifier_delivery_attempts_failed_total",
+            "Single delivery attempts that failed, by channel, class (transient, permanent) and reason.",
+            ["channel", "class", "reason"],
+            registry=registry,
+        )
+        self.alerts_sent = Counter(
+            "newswatch_notifier_alerts_sent_total",
+            "Alerts delivered (an alert in a digest counts once), by channel.",
+            ["channel"],
+            registry=registry,
+        )
+        self.outbox = Gauge(
+            "newswatch_notifier_retry_queue_depth",
+            "Deliveries waiting to be sent or retried (the outbox).",
+            registry=registry,
+        )
+        self.digest_queue = Gauge(
+            "newswatch_notifier_digest_queue_size",
+            "Matches waiting for a digest (digest mode, overflow, quiet hours, snooze).",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "newswatch_notifier_delivery_latency_seconds",
+            "From the item's fetch (its publication on newswatch.items) to delivery of its alert.",
+            ["channel"],
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+            registry=registry,
+        )
+        self.send_seconds = Histogram(
+            "newswatch_notifier_send_seconds",
+            "Duration of one successful send (webhook request, SMTP session, Apprise call).",
+            ["channel"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.alert_publish_errors = Counter(
+            "newswatch_notifier_alert_publish_errors_total",
+            "Delivered alerts that could not be published to newswatch.alerts.",
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.routed.labels(outcome)
+        for channel in CHANNELS:
+            self.alerts_sent.labels(channel)
+            for kind in KINDS:
+                for outcome in ("delivered", "dead"):
+                    self.deliveries.labels(channel, kind, outcome)

@@ -1,56 +1,136 @@
-"""The notifier process: matches in, webhook alerts out (and on ``newswatch.alerts``)."""
+"""The notifier process: matches in; alerts out on every channel, once per story; the API.
+
+Threads: the consumer loop (this thread) routes matches into the database; a sender loop
+builds due digests and hands due deliveries to the sender pool; the API server (uvicorn)
+serves ``notifier.api_port``; the observability server serves /metrics and health.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from newswatch.notifier.handler import MatchHandler
+from newswatch.notifier.api import ApiServer, make_app
+from newswatch.notifier.channels import channels
+from newswatch.notifier.dispatcher import Dispatcher
+from newswatch.notifier.intake import MatchIntake, Routes
 from newswatch.notifier.metrics import NotifierMetrics
-from newswatch.notifier.store import DeliveryStore
+from newswatch.notifier.router import Router
+from newswatch.notifier.store import NotifierStore
+from newswatch.notifier.stream import AlertHub, AlertTail
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.config import Config
-from newswatch.shared.contract import ALL_TOPICS, MATCHES
+from newswatch.shared.contract import ALL_TOPICS, MATCHES, TOPICS, TopicDefinition, encode
+from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
-from newswatch.shared.kafka_io import ConsumerLoop, Publisher, ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import (
+    ConsumerLoop,
+    Publisher,
+    Record,
+    ensure_topics,
+    make_consumer,
+    producer_factory,
+)
 from newswatch.shared.netguard import NetGuard
 
 log = logging.getLogger(__name__)
 GROUP_ID = "newswatch-notifier"
+CONFIG_OWNER = "config"
+#: Delivery log and dedup index retention beyond the dedup window.
+LOG_RETENTION = 30 * 86400.0
+
+
+def reconcile(store: NotifierStore, config: Config) -> None:
+    """The config file's topics and subscriptions into the database (owner ``config``)."""
+    for topic in config.topics:
+        store.put_topic(topic.id, topic.query, CONFIG_OWNER)
+    for sub in config.subscriptions:
+        store.put_subscription(sub, CONFIG_OWNER)
+
+
+def publish_topics(store: NotifierStore, publisher: Publisher) -> int:
+    """Every stored topic to ``newswatch.topics``: repairs a broker that lost its data."""
+    topics = store.topics()
+    records = [
+        Record(
+            TOPICS, topic_id, encode(TopicDefinition(id=topic_id, query=query, updated_at=datetime.now(UTC)))
+        )
+        for topic_id, query, _owner in topics
+    ]
+    if records:
+        publisher.publish(records)
+    return len(records)
+
+
+class SenderLoop(threading.Thread):
+    """Runs the dispatcher until ``stop``; woken early when the router queued something."""
+
+    def __init__(self, dispatcher: Dispatcher, health: Health, stop: threading.Event) -> None:
+        super().__init__(name="notifier-sender", daemon=True)
+        self.dispatcher = dispatcher
+        self.wake = threading.Event()
+        self._health = health
+        self._halt = stop
+
+    def run(self) -> None:
+        gauges_at = 0.0
+        while not self._halt.is_set():
+            try:
+                self.dispatcher.run_once()
+                if time.monotonic() - gauges_at > 5.0:
+                    self.dispatcher.refresh_gauges()
+                    gauges_at = time.monotonic()
+            except Exception:  # a database outage: log, wait, go on (rows stay in the outbox)
+                log.exception("sender loop iteration failed")
+            self.wake.wait(0.25)
+            self.wake.clear()
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
     bootstrap = config.require_bootstrap()  # fail before opening anything
     registry = CollectorRegistry()
     metrics = NotifierMetrics(registry)
-    health = Health(
-        stall_after=max(60.0, config.notifier.retry_backoff_max * config.notifier.max_attempts * 2)
-    )
+    health = Health(stall_after=120.0)
     server = ObservabilityServer(config.http.host, http_port, registry, health)
     server.start()
-    log.info(
-        "notifier starting", extra={"http_port": server.port, "subscriptions": len(config.subscriptions)}
-    )
-    store = DeliveryStore(config.state_dir / "notifier.sqlite3")
+    store = NotifierStore(make_engine(database_url(config.database_url, config.state_dir, "notifier")))
+    log.info("notifier starting", extra={"http_port": server.port, "database": store.dialect})
+    reconcile(store, config)
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-notifier"),
         metrics.pipeline,
         config.kafka.send_timeout,
     )
     client = make_client(config.notifier.timeout, NetGuard(config.allow_networks), config.fetcher.user_agent)
+    dispatcher = Dispatcher(
+        store, channels(client, config.notifier.smtp), publisher, metrics, config.notifier
+    )
+    sender = SenderLoop(dispatcher, health, stop)
+    api = None
     consumer = None
     try:
         health.set_not_ready("creating Kafka topics")
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
+        published = publish_topics(store, publisher)
+        log.info("topics re-published from the database", extra={"topics": published})
+        routes = Routes(store)
+        hub = AlertHub()
+        AlertTail(bootstrap, config.kafka, hub, stop).start()
+        api = ApiServer(
+            make_app(store, publisher, routes, config, hub), config.http.host, config.http.api_port
+        )
+        api.start()
+        log.info("notifier API listening", extra={"api_port": api.bound_port})
         consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-notifier")
         consumer.subscribe([MATCHES])
-        handler = MatchHandler(config.subscriptions, store, publisher, client, metrics, config.notifier, stop)
-        loop = ConsumerLoop(consumer, handler, metrics.pipeline, sleep=stop.wait)
-        if not config.subscriptions:
-            log.warning("no subscriptions configured; matches will not be delivered anywhere")
+        intake = MatchIntake(routes, Router(store, config.notifier), publisher, metrics, wake=sender.wake.set)
+        loop = ConsumerLoop(consumer, intake, metrics.pipeline, sleep=stop.wait)
+        sender.start()
         health.set_not_ready("joining consumer group")
         while not stop.is_set():
             loop.run_once()
@@ -61,6 +141,12 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         health.set_not_ready("stopping")
         if consumer is not None:
             consumer.close()
+        sender.wake.set()
+        if sender.is_alive():
+            sender.join(timeout=5)
+        dispatcher.close(wait=config.notifier.timeout)
+        if api is not None:
+            api.stop()
         publisher.close()
         client.close()
         store.close()

@@ -1,20 +1,34 @@
-"""The JSON webhook channel: payload, one POST, and httpx errors → DeliveryError."""
+"""The JSON webhook channel: payloads, Standard Webhooks signatures, one POST.
+
+Every request carries ``webhook-id`` (the alert or digest id: the same on every retry, so
+receivers dedup on it), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
+(``v1,`` + base64 HMAC-SHA256 over ``{id}.{timestamp}.{body}`` with the subscription's
+secret, the bytes after ``whsec_`` base64-decoded), as the Standard Webhooks spec
+defines; README shows how to verify. httpx errors become DeliveryError here.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from newswatch.notifier.errors import DeliveryError
+from newswatch.notifier.render import AlertView
 from newswatch.shared.contract import Match
 from newswatch.shared.errors import BlockedAddressError
 from newswatch.shared.netguard import NetGuard, guarded_transport
 
 
-def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: datetime) -> dict[str, Any]:
+def alert_body(
+    alert_id: str, subscription_id: str, match: Match, view: AlertView, sent_at: datetime
+) -> dict[str, Any]:
     """The documented JSON body of a webhook alert (``type`` and ``v`` version it)."""
     item = match.item
     return {
@@ -25,6 +39,8 @@ def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: 
         "topic": {"id": match.topic_id, "query": match.query},
         "item": {
             "id": item.item_id,
+            "kind": item.kind,
+            "revision": item.revision,
             "title": item.title,
             "url": item.url,
             "summary": item.summary,
@@ -41,8 +57,30 @@ def webhook_payload(alert_id: str, subscription_id: str, match: Match, sent_at: 
             "highlights": [list(span) for span in match.reason.highlights],
             "score": match.reason.score,
         },
+        "also_reported_by": [{"title": r.title, "url": r.url, "source": r.source} for r in view.also],
         "sent_at": sent_at.isoformat(),
     }
+
+
+def digest_body(
+    digest_id: str, subscription_id: str, alerts: list[dict[str, Any]], sent_at: datetime
+) -> dict[str, Any]:
+    return {
+        "type": "newswatch.digest",
+        "v": 1,
+        "digest_id": digest_id,
+        "subscription": subscription_id,
+        "alerts": alerts,
+        "sent_at": sent_at.isoformat(),
+    }
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for ``body`` (Standard Webhooks, v1)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
 
 
 def make_client(timeout: float, guard: NetGuard, user_agent: str) -> httpx.Client:
@@ -55,13 +93,20 @@ def make_client(timeout: float, guard: NetGuard, user_agent: str) -> httpx.Clien
     )
 
 
-def post_webhook(client: httpx.Client, url: str, alert_id: str, body: dict[str, Any]) -> None:
+def post_webhook(
+    client: httpx.Client, url: str, message_id: str, body: dict[str, Any], secret: str, now: datetime
+) -> None:
     """POST once; 2xx is success, 408/429/5xx/network are transient, other 4xx permanent."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    timestamp = int(now.timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, data),
+    }
     try:
-        response = client.post(
-            url, content=data, headers={"Content-Type": "application/json", "webhook-id": alert_id}
-        )
+        response = client.post(url, content=data, headers=headers)
     except BlockedAddressError as exc:
         raise DeliveryError(f"{url}: {exc}", permanent=True, reason="blocked") from exc
     except httpx.HTTPError as exc:
@@ -73,4 +118,25 @@ def post_webhook(client: httpx.Client, url: str, alert_id: str, body: dict[str, 
         raise DeliveryError(f"{url}: unexpected HTTP {status}", permanent=True, reason="http_other")
     permanent = status < 500 and status not in (408, 429)
     reason = "http_4xx" if status < 500 else "http_5xx"
-    raise DeliveryError(f"{url}: HTTP {status}", permanent=permanent, reason=reason)
+    raise DeliveryError(
+        f"{url}: HTTP {status}",
+        permanent=permanent,
+        reason=reason,
+        retry_after=retry_after(response.headers.get("Retry-After"), now),
+    )
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds asked for by a Retry-After header (delay or HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

@@ -77,6 +77,7 @@ def test_pipeline_end_to_end(
         "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "allow_networks": ["127.0.0.0/8"],
         "state_dir": str(tmp_path / "state"),
+        "http": {"api_port": 0},
         "feeds": [
             {"url": f"{feeds.base_url}{p}", "interval": "1s"}
             for p in ("/world.xml", "/tech.xml", "/sport.xml")
@@ -175,7 +176,7 @@ def test_pipeline_end_to_end(
         assert metric_value(metrics["matcher"], "newswatch_matcher_items_matched_total") >= 2
         assert metric_value(metrics["notifier"], "newswatch_notifier_alerts_sent_total") >= 1
         assert (
-            'newswatch_notifier_alerts_failed_total{channel="webhook",reason="http_5xx"} 0.0'
+            'newswatch_notifier_deliveries_total{channel="webhook",kind="alert",outcome="dead"} 0.0'
             in httpx.get(metrics["notifier"]).text
         )
     except BaseException:

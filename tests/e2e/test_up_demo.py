@@ -45,7 +45,7 @@ def test_up_uses_configured_broker_restarts_crashed_service_and_stops_cleanly(
             alerts.append(body)
 
     receiver = WebhookReceiver(record).start()
-    ports = {n: free_port() for n in ("fetcher_port", "matcher_port", "notifier_port")}
+    ports = {n: free_port() for n in ("fetcher_port", "matcher_port", "notifier_port", "api_port")}
     config = {
         "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "allow_networks": ["127.0.0.0/8"],

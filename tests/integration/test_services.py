@@ -7,14 +7,12 @@ import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from newswatch.demo.feed_server import FeedServer, demo_entries
-from newswatch.demo.receiver import WebhookReceiver
 from newswatch.fetcher.http_fetch import make_client as make_fetch_client
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.poller import FeedPoller
@@ -24,22 +22,15 @@ from newswatch.matcher.metrics import MatcherMetrics
 from newswatch.matcher.service import ItemHandler
 from newswatch.matcher.topic_table import TopicTable
 from newswatch.matcher.topics import Compiler
-from newswatch.notifier.handler import MatchHandler
-from newswatch.notifier.metrics import NotifierMetrics
-from newswatch.notifier.store import DeliveryStore
-from newswatch.notifier.webhook import make_client as make_hook_client
 from newswatch.shared.broker import EmbeddedBroker
-from newswatch.shared.config import FetcherSettings, KafkaSettings, NotifierSettings, SubscriptionConfig
+from newswatch.shared.config import FetcherSettings, KafkaSettings
 from newswatch.shared.contract import (
-    ALERTS,
     ALL_TOPICS,
     DLQ,
     ITEMS,
     MATCHES,
     TOPICS,
     Item,
-    Match,
-    MatchReason,
     Source,
     TopicDefinition,
     encode,
@@ -227,88 +218,4 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     headers = {k: v.decode() for k, v in dlq[0].headers}
     assert headers["source_topic"] == ITEMS and headers["error_type"] == "ContractError"
     assert "not valid UTF-8 JSON" in headers["error"] and headers["service"] == "matcher"
-    pub.close()
-
-
-# --- notifier --------------------------------------------------------------------------
-
-
-def test_notifier_retries_dedups_and_dead_letters(
-    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
-) -> None:
-    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-    statuses = {"/ok": iter([500, 503, 204]), "/gone": iter([410])}
-    received: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def record(_h: dict[str, str], body: dict[str, Any]) -> None:
-        with lock:
-            received.append(body)
-
-    ok = WebhookReceiver(record, status=lambda: next(statuses["/ok"], 204)).start()
-    gone = WebhookReceiver(record, status=lambda: next(statuses["/gone"], 410)).start()
-    m = NotifierMetrics(CollectorRegistry())
-    pub = publisher_for(broker, kafka_settings, m.pipeline)
-    subs = [
-        SubscriptionConfig(id="ops", topics=("nk",), to=ok.url),
-        SubscriptionConfig(id="desk", topics=("nk", "heat"), to=ok.url),
-        SubscriptionConfig(id="broken", topics=("nk",), to=gone.url),
-    ]
-    store = DeliveryStore(tmp_path / "notifier.sqlite3")
-    stop = threading.Event()
-    handler = MatchHandler(
-        subs,
-        store,
-        pub,
-        make_hook_client(5, NetGuard(LOOPBACK), "t"),
-        m,
-        NotifierSettings(retry_backoff=0.01, max_attempts=5),
-        stop,
-    )
-    consumer = make_consumer(broker.bootstrap, kafka_settings, "notifier-test", "n")
-    consumer.subscribe([MATCHES])
-    loop = ConsumerLoop(consumer, handler, m.pipeline, poll_timeout_ms=200)
-    it = item("a" * 16, "North Korean troops deployed")
-    reason = MatchReason(terms={"Korea": ["Korean"]}, snippet="s")
-    match_nk = Match(topic_id="nk", query="q", item=it, reason=reason, matched_at=NOW)
-    match_heat = Match(topic_id="heat", query="q2", item=it, reason=reason, matched_at=NOW)
-    pub.publish(
-        [
-            Record(MATCHES, "nk", encode(match_nk)),
-            Record(MATCHES, "heat", encode(match_heat)),
-            Record(MATCHES, "nk", encode(match_nk)),
-            Record(MATCHES, "nk", b'{"v": 9}'),
-        ]
-    )
-    try:
-        wait_for(
-            lambda: (
-                loop.run_once() is not None
-                and m.matches_received._value.get() >= 3
-                and len(read_records(broker.bootstrap, DLQ)) >= 2
-            ),
-            60,
-            interval=0.01,
-            what="all matches handled",
-        )
-    finally:
-        consumer.close()
-        ok.stop()
-        gone.stop()
-    # ops: delivered once after two 5xx; desk: once although two topics and a repeat matched.
-    assert sorted(b["subscription"] for b in received) == ["desk", "ops"]
-    assert m.attempts_failed.labels("webhook", "http_5xx")._value.get() == 2
-    # heat→desk (already alerted), and the repeated nk match for ops, desk and broken (dead-lettered)
-    assert m.duplicates._value.get() == 4
-    assert store.count("delivered") == 2 and store.count("dead-lettered") == 1
-    alerts = [json.loads(r.value) for r in read_records(broker.bootstrap, ALERTS)]
-    assert sorted(a["subscription_id"] for a in alerts) == ["desk", "ops"]
-    dlq = [{k: v.decode() for k, v in r.headers} for r in read_records(broker.bootstrap, DLQ)]
-    reasons = sorted(h["error"] for h in dlq)
-    assert any("HTTP 410" in r for r in reasons) and any(
-        "unsupported schema version v=9" in r for r in reasons
-    )
-    assert {h.get("subscription_id") for h in dlq} == {"broken", None}
-    assert m.alerts_failed.labels("webhook", "http_4xx")._value.get() == 1
-    store.close()
     pub.close()

@@ -84,7 +84,12 @@ def test_unknown_env_setting_is_refused() -> None:
     [
         (("ops\n", "ops\n    colour: red\n"), "subscriptions[0].colour: Extra inputs are not permitted"),
         (("[nk-ukraine]", "[nk-ukriane]"), "refers to unknown topic(s) ['nk-ukriane']"),
-        (('to: "http://127.0.0.1:9000/hook"', 'to: "ftp://x/y"'), "expected an http:// or https:// URL"),
+        (('to: "http://127.0.0.1:9000/hook"', 'to: "ftp://x/y"'), "notification URL that Apprise supports"),
+        (('to: "http://127.0.0.1:9000/hook"', 'to: "mailto:nobody"'), "expected mailto:name@example.org"),
+        (('to: "http://127.0.0.1:9000/hook"', 'to: "http:///x"'), "expected an http:// or https:// URL"),
+        (("ops\n", "ops\n    mode: daily at 25:00\n"), "unknown mode 'daily at 25:00'"),
+        (("ops\n", "ops\n    timezone: Mars/Olympus\n"), "unknown time zone 'Mars/Olympus'"),
+        (("ops\n", "ops\n    quiet_hours: late\n"), "expected quiet hours as HH:MM-HH:MM"),
         (('"127.0.0.1:9092"', '"localhost"'), "kafka.bootstrap: expected host:port"),
         (('["127.0.0.0/8"]', '["loopback"]'), "allow_networks: expected a network such as 127.0.0.0/8"),
         (("id: nk-ukraine", "id: NK Ukraine"), "topics[0].id: String should match pattern"),

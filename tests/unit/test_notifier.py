@@ -1,20 +1,29 @@
 from __future__ import annotations
 
 import ipaddress
-import threading
+import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from newswatch.demo.receiver import WebhookReceiver, format_alert
+from newswatch.demo.receiver import format_alert
+from newswatch.notifier.dispatcher import backoff
 from newswatch.notifier.errors import DeliveryError
-from newswatch.notifier.handler import alert_id_for
-from newswatch.notifier.store import DeliveryStore
-from newswatch.notifier.webhook import make_client, post_webhook, webhook_payload
+from newswatch.notifier.fingerprint import distance, fingerprint
+from newswatch.notifier.render import render, subject, view
+from newswatch.notifier.router import alert_id_for
+from newswatch.notifier.store import Report, new_secret, signed, unsigned
+from newswatch.notifier.webhook import alert_body, digest_body, make_client, post_webhook, retry_after, sign
+from newswatch.shared.cadence import parse_cadence, parse_quiet_hours
+from newswatch.shared.config import NotifierSettings
 from newswatch.shared.contract import Item, Match, MatchReason, Source
 from newswatch.shared.netguard import NetGuard
+from tests.support.hooks import HookServer
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 MATCH = Match(
@@ -32,16 +41,19 @@ MATCH = Match(
     ),
     matched_at=NOW,
 )
+ALSO = [Report("x", "NATO chief is worried", "http://127.0.0.1/b", "Wire")]
+LOOPBACK = NetGuard([ipaddress.ip_network("127.0.0.0/8")])
 
 
-def test_alert_id_is_stable_per_subscription_and_item() -> None:
-    assert alert_id_for("ops", "i1") == alert_id_for("ops", "i1")
+def test_alert_id_is_stable_per_subscription_item_and_revision() -> None:
+    assert alert_id_for("ops", "i1") == alert_id_for("ops", "i1") == alert_id_for("ops", "i1", 1)
     assert alert_id_for("ops", "i1") != alert_id_for("ops2", "i1")
     assert alert_id_for("ops", "i1") != alert_id_for("ops", "i2")
+    assert alert_id_for("ops", "i1", 2) != alert_id_for("ops", "i1")
 
 
 def test_payload_and_terminal_rendering() -> None:
-    body = webhook_payload("a1", "ops", MATCH, NOW)
+    body = alert_body("a1", "ops", MATCH, view(MATCH, ALSO), NOW)
     assert body["type"] == "newswatch.alert" and body["v"] == 1
     assert body["why"] == {
         "terms": {"Korea": ["Korean"]},
@@ -49,6 +61,9 @@ def test_payload_and_terminal_rendering() -> None:
         "highlights": [[6, 12]],
         "score": 0.5,
     }
+    assert body["also_reported_by"] == [
+        {"title": "NATO chief is worried", "url": "http://127.0.0.1/b", "source": "Wire"}
+    ]
     text = format_alert(body)
     assert "North \033[1mKorean\033[0m troops" in format_alert(body, color=True)  # the hit in bold
     for expected in (
@@ -58,52 +73,180 @@ def test_payload_and_terminal_rendering() -> None:
         "link:   http://127.0.0.1/a",
         "Korea → Korean",
         "North Korean troops deployed.",
+        "also:   Wire",
     ):
         assert expected in text
+    digest = format_alert(digest_body("d1", "ops", [body, body], NOW))
+    assert digest.startswith("📬 DIGEST: 2 alert(s)") and digest.count("ALERT [nk-ukraine]") == 2
+
+
+def test_messages_in_text_markdown_and_html_escape_what_they_must() -> None:
+    hostile = MATCH.model_copy(
+        update={
+            "item": MATCH.item.model_copy(update={"title": "<script>x</script> *bold* claim"}),
+            "reason": MatchReason(terms={"x": ["<b>"]}, snippet="a <b> c", highlights=[(2, 5)], score=1.0),
+        }
+    )
+    views = [view(hostile, [])]
+    html = render(views, "ops", "html")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<mark>&lt;b&gt;</mark>" in html
+    markdown = render(views, "ops", "markdown")
+    assert "\\*bold\\*" in markdown and "**\\<b\\>**" in markdown and "<script>" not in markdown
+    assert "a *<b>* c" in render(views, "ops", "text")
+    assert subject(views, digest=False).startswith("[nk-ukraine] <script>")
+    assert subject(views * 3, digest=True) == "newswatch digest: 3 alerts (nk-ukraine)"
+
+
+def test_signatures_verify_with_the_standard_webhooks_reference_library() -> None:
+    """An independent implementation (the `standardwebhooks` package) accepts what we send."""
+    secret = new_secret()
+    hook = HookServer().start()
+    client = make_client(5.0, LOOPBACK, "newswatch-test")
+    body = alert_body("a1", "ops", MATCH, view(MATCH, []), NOW)
+    now = datetime.now(UTC)
+    try:
+        post_webhook(client, hook.url, "a1", body, secret, now)
+    finally:
+        hook.stop()
+    (hit,) = hook.all()
+    verified = Webhook(secret).verify(hit.raw.decode(), hit.headers)
+    assert verified == json.loads(hit.raw) == body
+    assert hit.headers["webhook-id"] == "a1" and hit.headers["webhook-timestamp"] == str(int(now.timestamp()))
+    tampered = hit.raw.replace(b"NATO", b"NAT0")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(tampered.decode(), hit.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(hit.raw.decode(), hit.headers)
+
+
+def test_signature_matches_the_spec_example() -> None:
+    """The example of the Standard Webhooks specification (webhooks.md, "Signature scheme")."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
 
 
 def test_webhook_success_transient_and_permanent_failures() -> None:
-    statuses = iter([204, 500, 429, 410, 302])
-    received: list[tuple[dict[str, str], dict[str, Any]]] = []
-    lock = threading.Lock()
-
-    def record(h: dict[str, str], b: dict[str, Any]) -> None:
-        with lock:
-            received.append((h, b))
-
-    receiver = WebhookReceiver(record, status=lambda: next(statuses)).start()
-    client = make_client(5.0, NetGuard([ipaddress.ip_network("127.0.0.0/8")]), "newswatch-test")
-    body = webhook_payload("a1", "ops", MATCH, NOW)
+    hook = HookServer().start()
+    hook.reply(204, 500, 429, 410, 302)
+    client = make_client(5.0, LOOPBACK, "newswatch-test")
+    body = alert_body("a1", "ops", MATCH, view(MATCH, []), NOW)
+    secret = new_secret()
     try:
-        post_webhook(client, receiver.url, "a1", body)
-        assert received[0][0]["webhook-id"] == "a1"
-        assert received[0][0]["content-type"] == "application/json"
-        assert received[0][1] == body
+        post_webhook(client, hook.url, "a1", body, secret, NOW)
+        assert hook.all()[0].headers["content-type"] == "application/json"
         expectations = [(False, "http_5xx"), (False, "http_4xx"), (True, "http_4xx"), (True, "http_other")]
         for permanent, reason in expectations:
             with pytest.raises(DeliveryError) as info:
-                post_webhook(client, receiver.url, "a1", body)
+                post_webhook(client, hook.url, "a1", body, secret, NOW)
             assert (info.value.permanent, info.value.reason) == (permanent, reason)
         with pytest.raises(DeliveryError) as info:
-            post_webhook(make_client(5.0, NetGuard([]), "t"), receiver.url, "a1", body)
+            post_webhook(make_client(5.0, NetGuard([]), "t"), hook.url, "a1", body, secret, NOW)
         assert (info.value.permanent, info.value.reason) == (True, "blocked")
-        port = int(receiver.url.split(":")[2].split("/")[0])
+        url = hook.url
     finally:
-        receiver.stop()
+        hook.stop()
     with pytest.raises(DeliveryError) as info:
-        post_webhook(client, f"http://127.0.0.1:{port}/hook", "a1", body)
+        post_webhook(client, url, "a1", body, secret, NOW)
     assert (info.value.permanent, info.value.reason) == (False, "network")
 
 
-def test_delivery_store_survives_reopen(tmp_path: Path) -> None:
-    store = DeliveryStore(tmp_path / "n.sqlite3")
-    assert not store.handled("ops", "i1")
-    store.record("ops", "i1", "a1", "t", "delivered")
-    store.record("ops", "i1", "a1", "t", "delivered")
-    store.record("ops", "i2", "a2", "t", "dead-lettered")
-    store.close()
-    reopened = DeliveryStore(tmp_path / "n.sqlite3")
-    assert reopened.handled("ops", "i1") and reopened.handled("ops", "i2")
-    assert not reopened.handled("other", "i1")
-    assert reopened.count("delivered") == 1 and reopened.count("dead-lettered") == 1
-    reopened.close()
+def test_retry_after_seconds_and_dates() -> None:
+    assert retry_after("120", NOW) == 120.0
+    assert retry_after("Wed, 25 Nov 2026 09:05:00 GMT", NOW) == 300.0
+    assert retry_after("Wed, 25 Nov 2026 08:00:00 GMT", NOW) == 0.0
+    assert retry_after("soon", NOW) is None and retry_after(None, NOW) is None
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    settings = NotifierSettings(retry_backoff=1.0, retry_backoff_max=60.0)
+    rng = random.Random(1)
+    waits = [backoff(n, settings, rng) for n in range(1, 10)]
+    assert 0.5 <= waits[0] <= 1.0 and 4.0 <= waits[3] <= 8.0
+    assert all(30.0 <= w <= 60.0 for w in waits[6:])
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("mode", "moment", "expected"),
+    [
+        ("hourly", "2026-11-25T09:15:00+00:00", "2026-11-25T10:00:00+00:00"),
+        ("daily at 08:00", "2026-11-25T06:59:00+00:00", "2026-11-25T07:00:00+00:00"),  # 08:00 CET
+        ("daily at 08:00", "2026-11-25T07:00:00+00:00", "2026-11-26T07:00:00+00:00"),
+        ("daily at 08:00", "2026-07-01T05:00:00+00:00", "2026-07-01T06:00:00+00:00"),  # 08:00 CEST
+        ("weekly on monday at 09:30", "2026-11-25T12:00:00+00:00", "2026-11-30T08:30:00+00:00"),
+        ("daily at 02:30", "2026-03-29T00:00:00+00:00", "2026-03-29T01:30:00+00:00"),  # skipped: runs 03:30
+    ],
+)
+def test_digest_schedule_in_the_subscribers_zone(mode: str, moment: str, expected: str) -> None:
+    due = parse_cadence(mode).next_after(datetime.fromisoformat(moment), BERLIN)
+    assert due == datetime.fromisoformat(expected)
+
+
+def test_quiet_hours_wrap_midnight() -> None:
+    quiet = parse_quiet_hours("22:00-07:00")
+    late = datetime(2026, 11, 25, 22, 30, tzinfo=UTC)
+    assert quiet.contains(late, UTC) and quiet.ends_after(late, UTC) == datetime(
+        2026, 11, 26, 7, 0, tzinfo=UTC
+    )
+    noon = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert not quiet.contains(noon, UTC) and quiet.ends_after(noon, UTC) == noon
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("daily", "unknown mode 'daily'"),
+        ("weekly on funday at 08:00", "unknown day 'funday'"),
+        ("daily at 24:00", "unknown mode"),
+    ],
+)
+def test_bad_modes_say_what_is_accepted(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_cadence(text)
+    with pytest.raises(ValueError, match="HH:MM-HH:MM"):
+        parse_quiet_hours("late")
+
+
+def test_fingerprints_join_copies_and_keep_different_stories_apart() -> None:
+    lede = "Pyongyang has sent thousands of soldiers to fight alongside Russian forces in Kursk."
+
+    def item(title: str, summary: str = lede) -> Item:
+        return MATCH.item.model_copy(update={"title": title, "summary": summary})
+
+    base = fingerprint(item("North Korean troops deployed to Ukraine front, officials say"))
+    copy = fingerprint(item("North Korean troops deployed to Ukraine front - officials say"))
+    other = fingerprint(item("Stocks fall as oil prices rise", "Shares dropped on Monday as crude climbed."))
+    default = NotifierSettings().duplicate_distance
+    assert distance(base, copy) <= default < distance(base, other)
+    assert unsigned(signed(base)) == base and -(1 << 63) <= signed(base) < 1 << 63
+
+
+def test_subject_of_one_alert_and_of_a_digest() -> None:
+    views = [view(MATCH, [])]
+    assert subject(views, digest=False) == "[nk-ukraine] NATO chief worried"
+    assert subject(views, digest=True) == "newswatch digest: 1 alert (nk-ukraine)"
+
+
+def test_the_readme_verification_snippet_accepts_our_signatures() -> None:
+    """The hand-written verifier in README.md is run as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```python\nimport base64, hashlib, hmac, time\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec("import base64, hashlib, hmac, time\n" + block, namespace)
+    secret = new_secret()
+    body = b'{"type": "newswatch.alert"}'
+    stamp = int(datetime.now(UTC).timestamp())
+    headers = {
+        "webhook-id": "a1",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, "a1", stamp, body),
+    }
+    assert namespace["verify"](secret, headers, body)
+    assert not namespace["verify"](secret, headers, body + b" ")
+    assert not namespace["verify"](new_secret(), headers, body)

@@ -1,0 +1,307 @@
+"""The notifier's routing and delivery on real parts: SQLite *and* PostgreSQL, a real webhook
+receiver and a real SMTP server on 127.0.0.1, the real broker for the alerts and the DLQ.
+The clock is injected so digests, rate windows and retries happen when the test says."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from newswatch.notifier.channels import channels
+from newswatch.notifier.dispatcher import Dispatcher
+from newswatch.notifier.intake import MatchIntake, Routes
+from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.notifier.router import Router, alert_id_for
+from newswatch.notifier.store import NotifierStore
+from newswatch.notifier.webhook import make_client
+from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.config import KafkaSettings, NotifierSettings, SmtpSettings, SubscriptionConfig
+from newswatch.shared.contract import ALERTS, ALL_TOPICS, DLQ, MATCHES, encode
+from newswatch.shared.db import make_engine
+from newswatch.shared.kafka_io import (
+    ConsumerLoop,
+    Publisher,
+    Record,
+    ensure_topics,
+    make_consumer,
+    producer_factory,
+)
+from newswatch.shared.netguard import NetGuard
+from tests.support.hooks import HookServer
+from tests.support.kafka import read_records
+from tests.support.notifier import Clock, SmtpSink, drive, make_match
+from tests.support.waiting import wait_for
+
+START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+@dataclass
+class Rig:
+    store: NotifierStore
+    router: Router
+    dispatcher: Dispatcher
+    metrics: NotifierMetrics
+    clock: Clock
+    publisher: Publisher
+    hook: HookServer
+    smtp: SmtpSink
+    bootstrap: str
+
+    def subscribe(self, **spec: Any) -> None:
+        spec.setdefault("topics", ("nk",))
+        spec.setdefault("to", self.hook.url)
+        self.store.put_subscription(SubscriptionConfig(**spec), "alice")
+
+    def route(self, *matches: Any) -> list[dict[str, str]]:
+        subs = self.store.subscriptions()
+        return [self.router.route(m, [s for s in subs if m.topic_id in s.spec.topics]) for m in matches]
+
+    def bodies(self) -> list[dict[str, Any]]:
+        """Bodies of the webhook requests that were answered with a 2xx."""
+        return [h.body for h in self.hook.delivered()]
+
+
+@pytest.fixture
+def rig(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> Iterator[Rig]:
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    clock = Clock(START)
+    store = NotifierStore(make_engine(db_url), clock=clock)
+    settings = NotifierSettings(retry_backoff=1.0, retry_backoff_max=60.0, max_attempts=5, senders=4)
+    metrics = NotifierMetrics(CollectorRegistry())
+    publisher = Publisher(
+        producer_factory(broker.bootstrap, kafka_settings, "test"),
+        metrics.pipeline,
+        send_timeout=5,
+        backoff=0.1,
+    )
+    hook = HookServer().start()
+    smtp = SmtpSink().start()
+    client = make_client(5.0, NetGuard(LOOPBACK), "newswatch-test")
+    smtp_settings = SmtpSettings(host="127.0.0.1", port=smtp.port, sender="alerts@newswatch.test")
+    dispatcher = Dispatcher(
+        store,
+        channels(client, smtp_settings),
+        publisher,
+        metrics,
+        settings,
+        clock=clock,
+        rng=random.Random(7),
+    )
+    yield Rig(
+        store, Router(store, settings), dispatcher, metrics, clock, publisher, hook, smtp, broker.bootstrap
+    )
+    dispatcher.close(wait=5)
+    hook.stop()
+    smtp.stop()
+    client.close()
+    publisher.close()
+    store.close()
+
+
+SYNDICATED = [
+    ("nk1", "North Korean troops deployed to Ukraine front, officials say", "Reuters"),
+    ("nk2", "North Korean troops deployed to Ukraine front - officials say", "AP"),
+    ("nk3", "North Korean troops deployed to Ukraine front, officials say", "BBC"),
+]
+LEDE = (
+    "Pyongyang has sent thousands of soldiers to fight alongside Russian forces in the Kursk "
+    "region, according to Western intelligence."
+)
+
+
+def test_one_story_from_three_feeds_is_one_alert_per_subscription(rig: Rig) -> None:
+    rig.subscribe(id="ops")
+    rig.subscribe(id="mail", to="mailto:desk@newswatch.test")
+    matches = [make_match(i, t, LEDE, source=s, host=f"{s.lower()}.127.0.0.1.test") for i, t, s in SYNDICATED]
+    outcomes = rig.route(*matches)
+    assert outcomes == [
+        {"ops": "queued", "mail": "queued"},
+        {"ops": "duplicate", "mail": "duplicate"},
+        {"ops": "duplicate", "mail": "duplicate"},
+    ]
+    assert rig.route(matches[0]) == [{"ops": "repeat", "mail": "repeat"}]  # a redelivered match
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1 and len(rig.smtp.received()) == 1)
+    body = rig.bodies()[0]
+    assert body["type"] == "newswatch.alert" and body["subscription"] == "ops"
+    assert [r["source"] for r in body["also_reported_by"]] == ["AP", "BBC"]
+    mail = rig.smtp.received()[0]
+    assert mail["To"] == "desk@newswatch.test" and "North Korean troops" in mail["Subject"]
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Also reported by: AP" in text and "<mark>North</mark>" in html
+    rows = {d.subscription_id: d for d in rig.store.deliveries()}
+    assert {k: (v.status, v.attempts) for k, v in rows.items()} == {
+        "ops": ("delivered", 1),
+        "mail": ("delivered", 1),
+    }
+    assert rig.metrics.duplicates._value.get() == 0  # counted by the intake, not the router
+    alerts = [json.loads(r.value) for r in read_records(rig.bootstrap, ALERTS)]
+    assert sorted((a["subscription_id"], a["channel"]) for a in alerts) == [
+        ("mail", "email"),
+        ("ops", "webhook"),
+    ]
+
+
+def test_digest_goes_out_once_at_the_scheduled_time_in_the_subscribers_zone(rig: Rig) -> None:
+    rig.subscribe(id="morning", mode="daily at 08:00", timezone="Europe/Berlin")  # 07:00 UTC in November
+    stories = [
+        make_match("d1", "Storm floods Rhine valley", "Rain fell for three days."),
+        make_match("d2", "Central bank holds rates", "Inflation eased in October."),
+        make_match("d3", "Chess champion retires", "The title goes vacant."),
+    ]
+    assert [o["morning"] for o in rig.route(*stories)] == ["digest", "digest", "digest"]
+    rig.clock.set(START + timedelta(minutes=59, seconds=59))  # 07:59:59 in Berlin
+    rig.dispatcher.run_once()
+    assert rig.store.depth() == {"pending": 0, "digest": 3} and not rig.hook.all()
+    rig.clock.set(START + timedelta(hours=1, seconds=1))
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
+    hit = rig.hook.delivered()[0]
+    headers, body = hit.headers, hit.body
+    assert body["type"] == "newswatch.digest" and headers["webhook-id"] == body["digest_id"]
+    assert [a["item"]["title"] for a in body["alerts"]] == [m.item.title for m in stories]
+    assert [a["alert_id"] for a in body["alerts"]] == [
+        alert_id_for("morning", m.item.item_id) for m in stories
+    ]
+    rig.clock.advance(86_400)
+    rig.dispatcher.run_once()
+    assert len(rig.hook.all()) == 1 and rig.store.depth() == {"pending": 0, "digest": 0}
+
+
+def test_rate_limit_overflow_goes_to_the_next_digest_never_dropped(rig: Rig) -> None:
+    rig.subscribe(id="capped", max_per_hour=2)
+    stories = [
+        make_match(f"r{i}", title, "")
+        for i, title in enumerate(
+            ["Quake hits Chile", "Bank merger collapses", "Comet visible tonight", "Strike halts trains"]
+        )
+    ]
+    assert [o["capped"] for o in rig.route(*stories)] == ["queued", "queued", "overflow", "overflow"]
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 2)
+    assert all(b["type"] == "newswatch.alert" for b in rig.bodies())
+    rig.clock.set(START + timedelta(hours=1))  # the top of the next hour
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 3)
+    digest = rig.bodies()[2]
+    assert digest["type"] == "newswatch.digest"
+    assert [a["item"]["title"] for a in digest["alerts"]] == ["Comet visible tonight", "Strike halts trains"]
+
+
+def test_quiet_hours_and_snooze_hold_alerts_for_one_digest(rig: Rig) -> None:
+    rig.subscribe(id="night", quiet_hours="22:00-07:30", timezone="UTC")  # START is 06:00 UTC: quiet
+    rig.subscribe(id="away", snooze_until=START + timedelta(hours=3))
+    assert rig.route(make_match("q1", "Volcano erupts near Naples", "")) == [
+        {"night": "held", "away": "held"}
+    ]
+    rig.clock.set(START + timedelta(minutes=90))
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
+    assert rig.bodies()[0]["subscription"] == "night" and rig.bodies()[0]["type"] == "newswatch.digest"
+    rig.clock.set(START + timedelta(hours=3))
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 2)
+    assert rig.bodies()[1]["subscription"] == "away"
+
+
+def test_webhook_500_three_times_then_200_is_delivered_once(rig: Rig) -> None:
+    rig.subscribe(id="ops")
+    rig.hook.reply(500, 500, 500, 200)
+    rig.route(make_match("w1", "Satellite launch delayed", ""))
+    for attempt in range(1, 4):  # each retry becomes due when the clock passes its backoff
+
+        def attempted(n: int = attempt) -> bool:
+            return len(rig.hook.all()) == n
+
+        drive(rig.dispatcher, attempted)
+        rig.clock.advance(120)
+    drive(rig.dispatcher, lambda: rig.store.deliveries()[0].status == "delivered")
+    assert [h.status for h in rig.hook.all()] == [500, 500, 500, 200]
+    assert {h.headers["webhook-id"] for h in rig.hook.all()} == {alert_id_for("ops", "w1______")}
+    (row,) = rig.store.deliveries()
+    assert (row.status, row.attempts) == ("delivered", 4)
+    assert rig.metrics.attempts_failed.labels("webhook", "transient", "http_5xx")._value.get() == 3
+    assert rig.metrics.deliveries.labels("webhook", "alert", "delivered")._value.get() == 1
+    rig.clock.advance(3600)
+    rig.dispatcher.run_once()
+    assert len(rig.hook.all()) == 4
+
+
+def test_retry_after_is_honoured(rig: Rig) -> None:
+    rig.subscribe(id="ops")
+    rig.hook.reply(429, headers={"Retry-After": "600"})
+    rig.route(make_match("ra", "Parliament dissolved", ""))
+    drive(rig.dispatcher, lambda: rig.store.deliveries()[0].attempts == 1)
+    (row,) = rig.store.deliveries()
+    assert row.status == "pending" and row.next_attempt_at >= rig.clock() + 600
+
+
+def test_410_is_dead_lettered_with_its_reason(rig: Rig, broker: EmbeddedBroker) -> None:
+    rig.subscribe(id="gone")
+    rig.hook.reply(410)
+    rig.route(make_match("g1", "Mayor resigns", ""))
+    drive(rig.dispatcher, lambda: rig.store.deliveries()[0].status == "dead")
+    (row,) = rig.store.deliveries(status="dead")
+    assert (row.failure, row.attempts) == ("http_4xx", 1) and "HTTP 410" in (row.last_error or "")
+    dlq = read_records(broker.bootstrap, DLQ)
+    headers = {k: v.decode() for k, v in dlq[0].headers}
+    assert headers["subscription_id"] == "gone" and "HTTP 410" in headers["error"]
+    assert rig.metrics.attempts_failed.labels("webhook", "permanent", "http_4xx")._value.get() == 1
+
+
+def test_refused_email_recipient_is_permanent(rig: Rig) -> None:
+    rig.smtp.refuse["nobody@newswatch.test"] = "550 5.1.1 no such user"
+    rig.subscribe(id="bounce", to="mailto:nobody@newswatch.test")
+    rig.route(make_match("e1", "Museum reopens", ""))
+    drive(rig.dispatcher, lambda: rig.store.deliveries()[0].status == "dead")
+    assert rig.store.deliveries()[0].failure == "smtp_5xx"
+
+
+def test_updates_are_suppressed_unless_asked_for(rig: Rig) -> None:
+    rig.subscribe(id="plain")
+    rig.subscribe(id="updates", updates=True)
+    rig.route(make_match("u1", "Ceasefire talks begin", ""))
+    updated = make_match("u1", "Ceasefire talks begin in Geneva", "", revision=2)
+    assert rig.route(updated) == [{"plain": "update_suppressed", "updates": "update"}]
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 3)
+    revisions = sorted((b["subscription"], b["item"]["revision"]) for b in rig.bodies())
+    assert revisions == [("plain", 1), ("updates", 1), ("updates", 2)]
+
+
+def test_consumed_matches_are_routed_before_the_offset_commit(
+    rig: Rig, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    rig.subscribe(id="ops")
+    intake = MatchIntake(Routes(rig.store), rig.router, rig.publisher, rig.metrics)
+    consumer = make_consumer(broker.bootstrap, kafka_settings, "notifier-test", "n")
+    consumer.subscribe([MATCHES])
+    loop = ConsumerLoop(consumer, intake, rig.metrics.pipeline, poll_timeout_ms=200)
+    match = make_match("k1", "Border crossing reopens", "")
+    rig.publisher.publish(
+        [
+            Record(MATCHES, "nk", encode(match)),
+            Record(MATCHES, "nk", encode(match)),
+            Record(MATCHES, "nk", b'{"v": 9}'),
+        ]
+    )
+    try:
+        wait_for(
+            lambda: (
+                loop.run_once() is not None
+                and rig.metrics.matches_received._value.get() >= 2
+                and rig.metrics.pipeline.dlq.labels(MATCHES, "decode")._value.get() == 1
+            ),
+            60,
+            interval=0.01,
+            what="all matches consumed",
+        )
+    finally:
+        consumer.close()
+    assert rig.metrics.routed.labels("queued")._value.get() == 1
+    assert rig.metrics.routed.labels("repeat")._value.get() == 1
+    assert rig.metrics.duplicates._value.get() == 1
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
