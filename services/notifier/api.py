@@ -66,6 +66,24 @@ class ApplyDocument(BaseModel):
     subscriptions: list[SubscriptionConfig] = []
 
 
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _owner(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The owner of the request's bearer token, or 401."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    store: NotifierStore = request.app.state.store
+    found = store.owner_of(creds.credentials)
+    if found is None:
+        raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return found
+
+
+# Module level: FastAPI reads parameter annotations by name, so they must resolve here.
+Owner = Annotated[str, Depends(_owner)]
+
+
 def _unprocessable(loc: list[str | int], message: str, kind: str = "value_error") -> HTTPException:
     return HTTPException(422, detail=[{"loc": loc, "msg": message, "type": kind}])
 
@@ -91,7 +109,7 @@ def make_app(
         version=__version__,
         description="Topics, subscriptions, the delivery log and a live alert stream.",
     )
-    bearer = HTTPBearer(auto_error=False)
+    app.state.store = store
     compiler_lock = threading.Lock()
     compiled: list[Compiler] = []
 
@@ -100,16 +118,6 @@ def make_app(
             if not compiled:
                 compiled.append(compiler() if compiler else Compiler.from_settings(config.matcher))
             return compiled[0]
-
-    def owner(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        if creds is None or creds.scheme.lower() != "bearer":
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        found = store.owner_of(creds.credentials)
-        if found is None:
-            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-        return found
-
-    Owner = Annotated[str, Depends(owner)]
 
     @app.exception_handler(StoreError)
     async def _store_down(_request: Request, exc: StoreError) -> JSONResponse:

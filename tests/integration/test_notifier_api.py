@@ -1,0 +1,262 @@
+"""The notifier's HTTP API on a real uvicorn server, a real database (SQLite and PostgreSQL)
+and the real broker: auth, ownership, 422s naming the field, the delivery log, the alert
+stream, apply, and the topic test bench."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from newswatch.matcher.aliases import AliasTable
+from newswatch.matcher.topics import Compiler
+from newswatch.notifier.api import ApiServer, make_app
+from newswatch.notifier.intake import Routes
+from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.notifier.router import Router
+from newswatch.notifier.store import NotifierStore
+from newswatch.notifier.stream import AlertHub, AlertTail
+from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.config import Config, KafkaSettings, NotifierSettings, SubscriptionConfig
+from newswatch.shared.contract import ALERTS, ALL_TOPICS, ITEMS, TOPICS, Alert, encode
+from newswatch.shared.db import make_engine
+from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
+from tests.support.items import make_item
+from tests.support.kafka import read_records
+from tests.support.notifier import make_match
+
+
+@dataclass
+class Api:
+    url: str
+    store: NotifierStore
+    publisher: Publisher
+    alice: dict[str, str]
+    bob: dict[str, str]
+    bootstrap: str
+
+    def call(self, method: str, path: str, who: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
+        return httpx.request(method, self.url + path, headers=who or {}, timeout=30, **kw)
+
+
+@pytest.fixture
+def api(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> Iterator[Api]:
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    store = NotifierStore(make_engine(db_url))
+    metrics = NotifierMetrics(CollectorRegistry())
+    publisher = Publisher(
+        producer_factory(broker.bootstrap, kafka_settings, "test"),
+        metrics.pipeline,
+        send_timeout=5,
+        backoff=0.1,
+    )
+    config = Config(kafka=kafka_settings.model_copy(update={"bootstrap": broker.bootstrap}))
+    stop = threading.Event()
+    hub = AlertHub()
+    AlertTail(broker.bootstrap, config.kafka, hub, stop).start()
+    app = make_app(
+        store, publisher, Routes(store), config, hub, compiler=lambda: Compiler(AliasTable(), ("en",))
+    )
+    server = ApiServer(app, "127.0.0.1", 0)
+    server.start()
+    alice = {"Authorization": f"Bearer {store.create_token('alice', 'test')}"}
+    bob = {"Authorization": f"Bearer {store.create_token('bob', 'test')}"}
+    yield Api(f"http://127.0.0.1:{server.bound_port}", store, publisher, alice, bob, broker.bootstrap)
+    stop.set()
+    server.stop()
+    publisher.close()
+    store.close()
+
+
+def test_no_token_or_an_unknown_one_is_401(api: Api) -> None:
+    for path in ("/topics", "/subscriptions", "/deliveries"):
+        response = api.call("GET", path)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert api.call("GET", "/topics", {"Authorization": "Bearer nwt_forged"}).status_code == 401
+    assert api.call("PUT", "/topics/x", json={"query": "a"}).status_code == 401
+    assert api.call("GET", "/openapi.json").status_code == 200  # the documentation is public
+
+
+def test_topics_are_checked_published_and_owned(api: Api) -> None:
+    bad = api.call("PUT", "/topics/nk", api.alice, json={"query": "North AND (Korea"})
+    assert bad.status_code == 422
+    (detail,) = bad.json()["detail"]
+    assert detail["loc"] == ["body", "query"] and "position" in detail["msg"]
+    assert api.call("PUT", "/topics/Bad Id", api.alice, json={"query": "x"}).status_code == 422
+    ok = api.call("PUT", "/topics/nk", api.alice, json={"query": "North Korea Ukraine"})
+    assert ok.status_code == 200 and ok.json() == {
+        "id": "nk",
+        "query": "North Korea Ukraine",
+        "owner": "alice",
+    }
+    published = [json.loads(r.value) for r in read_records(api.bootstrap, TOPICS)]
+    assert [(t["id"], t["query"]) for t in published] == [("nk", "North Korea Ukraine")]
+    assert api.call("PUT", "/topics/nk", api.bob, json={"query": "hijack"}).status_code == 403
+    assert api.call("GET", "/topics/nk", api.bob).json()["owner"] == "alice"  # visible to all
+    api.call(
+        "POST", "/subscriptions", api.bob, json={"id": "b1", "topics": ["nk"], "to": "http://127.0.0.1:9/h"}
+    )
+    assert api.call("DELETE", "/topics/nk", api.alice).status_code == 409
+    assert api.call("DELETE", "/subscriptions/b1", api.bob).status_code == 204
+    assert api.call("DELETE", "/topics/nk", api.alice).status_code == 204
+    assert read_records(api.bootstrap, TOPICS)[-1].value is None  # a tombstone for the matchers
+    assert api.call("GET", "/topics/nk", api.alice).status_code == 404
+
+
+def test_subscriptions_belong_to_their_owner(api: Api) -> None:
+    api.call("PUT", "/topics/nk", api.alice, json={"query": "Korea"})
+    created = api.call(
+        "POST",
+        "/subscriptions",
+        api.alice,
+        json={"id": "ops", "topics": ["nk"], "to": "http://127.0.0.1:9/h"},
+    )
+    assert created.status_code == 201 and created.json()["secret"].startswith("whsec_")
+    assert "secret" not in api.call("GET", "/subscriptions/ops", api.alice).json()
+    assert api.call("GET", "/subscriptions/ops", api.bob).status_code == 404  # not 403: no leak
+    assert api.call("DELETE", "/subscriptions/ops", api.bob).status_code == 404
+    assert api.call("GET", "/subscriptions", api.bob).json() == []
+    assert [s["id"] for s in api.call("GET", "/subscriptions", api.alice).json()] == ["ops"]
+    assert api.call("GET", "/deliveries?subscription=ops", api.bob).status_code == 404
+    changed = api.call(
+        "PUT",
+        "/subscriptions/ops",
+        api.alice,
+        json={"id": "ops", "topics": ["nk"], "to": "mailto:ops@newswatch.test", "mode": "daily at 08:00"},
+    )
+    assert changed.status_code == 200 and changed.json()["mode"] == "daily at 08:00"
+    stored = api.store.subscription("ops")
+    assert stored is not None and stored.secret == created.json()["secret"]  # kept across edits
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "message"),
+    [
+        (
+            {"id": "s", "topics": ["missing"], "to": "http://127.0.0.1:9/h"},
+            ["body", "topics"],
+            "unknown topic",
+        ),
+        ({"id": "s", "topics": ["nk"], "to": "ftp://x/y"}, ["body", "to"], "Apprise"),
+        (
+            {"id": "s", "topics": ["nk"], "to": "http://127.0.0.1:9/h", "mode": "daily"},
+            ["body", "mode"],
+            "unknown mode",
+        ),
+        (
+            {"id": "s", "topics": ["nk"], "to": "http://127.0.0.1:9/h", "colour": "red"},
+            ["body", "colour"],
+            "Extra",
+        ),
+        ({"id": "s", "topics": ["nk"]}, ["body", "to"], "Field required"),
+    ],
+)
+def test_bad_subscriptions_are_422_naming_the_field(
+    api: Api, body: dict[str, Any], loc: list[str], message: str
+) -> None:
+    api.call("PUT", "/topics/nk", api.alice, json={"query": "Korea"})
+    response = api.call("POST", "/subscriptions", api.alice, json=body)
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == loc and message in detail["msg"]
+
+
+def test_apply_takes_yaml_and_reports_the_field_of_a_bad_one(api: Api) -> None:
+    malformed = api.call("POST", "/apply", api.alice, content=b"topics: [unclosed")
+    assert malformed.status_code == 422 and malformed.json()["detail"][0]["loc"] == ["body"]
+    assert "not valid YAML" in malformed.json()["detail"][0]["msg"]
+    bad_to = "topics: [{id: nk, query: Korea}]\nsubscriptions: [{id: s, topics: [nk], to: 'nope'}]\n"
+    response = api.call("POST", "/apply", api.alice, content=bad_to.encode())
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "subscriptions", 0, "to"]
+    bad_query = "topics: [{id: nk, query: 'North AND (Korea'}]\n"
+    assert api.call("POST", "/apply", api.alice, content=bad_query.encode()).json()["detail"][0]["loc"] == [
+        "body",
+        "topics",
+        0,
+        "query",
+    ]
+    good = "topics: [{id: nk, query: Korea}]\nsubscriptions: [{id: s, topics: [nk], to: 'http://127.0.0.1:9/h'}]\n"
+    applied = api.call("POST", "/apply", api.alice, content=good.encode())
+    assert applied.status_code == 200 and applied.json()["topics"] == ["nk"]
+    assert applied.json()["secrets"]["s"].startswith("whsec_")
+    assert api.call("POST", "/apply", api.bob, content=good.encode()).status_code in (403, 422)
+
+
+def test_dead_deliveries_are_visible_in_the_log(api: Api) -> None:
+    api.store.put_subscription(
+        SubscriptionConfig(id="gone", topics=("nk",), to="http://127.0.0.1:9/h"), "alice"
+    )
+    match = make_match("d1", "Mayor resigns")
+    Router(api.store, NotifierSettings()).route(match, api.store.subscriptions())
+    (row,) = api.store.claim_due(10, lease=60)
+    api.store.dead(row.alert_id, 1, "http_4xx", "http://127.0.0.1:9/h: HTTP 410")
+    response = api.call("GET", "/deliveries?status=dead", api.alice)
+    (entry,) = response.json()
+    assert entry["subscription"] == "gone" and entry["failure"] == "http_4xx" and "410" in entry["error"]
+    assert api.call("GET", "/deliveries?status=dead", api.bob).json() == []
+    assert api.call("GET", "/deliveries?status=lost", api.alice).status_code == 422
+    assert api.call("GET", "/deliveries?since=2026-11-25T00:00:00", api.alice).status_code == 422  # no zone
+
+
+def test_alert_stream_sends_the_owners_alerts_as_server_sent_events(api: Api) -> None:
+    api.store.put_subscription(
+        SubscriptionConfig(id="mine", topics=("nk",), to="http://127.0.0.1:9/h"), "alice"
+    )
+    api.store.put_subscription(
+        SubscriptionConfig(id="theirs", topics=("nk",), to="http://127.0.0.1:9/h"), "bob"
+    )
+    match = make_match("s1", "Troops cross border")
+    events: list[str] = []
+
+    def alert(sub: str, alert_id: str) -> Record:
+        value = Alert(
+            alert_id=alert_id,
+            subscription_id=sub,
+            topic_id="nk",
+            query="q",
+            item=match.item,
+            reason=match.reason,
+            delivered_at=datetime.now(UTC),
+        )
+        return Record(ALERTS, sub, encode(value))
+
+    with httpx.stream("GET", api.url + "/alerts/stream?topic=nk", headers=api.alice, timeout=30) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
+        lines = response.iter_lines()
+        assert next(lines) == ": connected"
+
+        def publish() -> None:
+            api.publisher.publish([alert("theirs", "a-theirs"), alert("mine", "a-mine")])
+
+        threading.Timer(1.0, publish).start()
+        for line in lines:
+            events.append(line)
+            if line.startswith("data:"):
+                break
+    assert events[-3:] == ["event: alert", "id: a-mine", events[-1]]
+    assert json.loads(events[-1][len("data: ") :])["subscription_id"] == "mine"
+
+
+def test_topic_test_bench_through_the_api(api: Api) -> None:
+    items = [
+        make_item("t1", "North Korean troops deployed to Ukraine", "Officials confirmed the deployment."),
+        make_item("t2", "Stocks rally", "Markets rose."),
+    ]
+    api.publisher.publish([Record(ITEMS, i.item_id, encode(i)) for i in items])
+    response = api.call("POST", "/topics/test", api.alice, json={"query": "Korea deployment", "since": "7d"})
+    body = response.json()
+    assert response.status_code == 200 and body["items"] == 2 and body["matches"] == 1
+    assert body["hits"][0]["title"] == "North Korean troops deployed to Ukraine"
+    assert "**" in body["hits"][0]["highlighted"]
+    bad = api.call("POST", "/topics/test", api.alice, json={"query": "x", "since": "soon"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "since"]
