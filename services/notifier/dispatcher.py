@@ -68,8 +68,9 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(settings.senders, thread_name_prefix="notifier-send")
         self._in_flight: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
-        # A claimed row is not claimed again before its send has surely ended.
-        self.lease = settings.timeout * 3 + 30.0
+        # A claimed row is not claimed again before its send has surely ended (or its sender
+        # died): twice the longest a channel may take, plus a margin for the database.
+        self.lease = 2 * max(settings.timeout, settings.smtp.timeout) + 10.0
 
     def run_once(self) -> int:
         """Builds due digests, then starts sends for due deliveries; returns sends started."""
@@ -87,6 +88,17 @@ class Dispatcher:
                 self._in_flight[delivery.alert_id] = self._pool.submit(self._attempt, delivery)
             started += 1
         return started
+
+    def prune(self, retention: float) -> int:
+        """Forgets stories older than the dedup window (at least a week: they also make
+        redelivered matches harmless) and finished deliveries older than ``retention``."""
+        now = self._clock()
+        horizon = max(self._settings.duplicate_window, 7 * 86400.0)
+        gone = self._store.prune(stories_before=now - horizon, log_before=now - retention)
+        self._metrics.pruned.inc(gone)
+        if gone:
+            log.info("old notifier state pruned", extra={"rows": gone})
+        return gone
 
     def refresh_gauges(self) -> None:
         depth = self._store.depth()

@@ -95,6 +95,11 @@ class NotifierMetrics:
             "Delivered alerts that could not be published to newswatch.alerts.",
             registry=registry,
         )
+        self.pruned = Counter(
+            "newswatch_notifier_pruned_rows_total",
+            "Rows forgotten: stories past the dedup horizon, finished deliveries past the log retention.",
+            registry=registry,
+        )
         for outcome in OUTCOMES:
             self.routed.labels(outcome)
         for channel in CHANNELS:

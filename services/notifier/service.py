@@ -79,12 +79,16 @@ class SenderLoop(threading.Thread):
 
     def run(self) -> None:
         gauges_at = 0.0
+        pruned_at = time.monotonic()
         while not self._halt.is_set():
             try:
                 self.dispatcher.run_once()
                 if time.monotonic() - gauges_at > 5.0:
                     self.dispatcher.refresh_gauges()
                     gauges_at = time.monotonic()
+                if time.monotonic() - pruned_at > 3600.0:
+                    self.dispatcher.prune(LOG_RETENTION)
+                    pruned_at = time.monotonic()
             except Exception:  # a database outage: log, wait, go on (rows stay in the outbox)
                 log.exception("sender loop iteration failed")
             self.wake.wait(0.25)

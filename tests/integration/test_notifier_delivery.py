@@ -20,11 +20,19 @@ from newswatch.notifier.dispatcher import Dispatcher
 from newswatch.notifier.intake import MatchIntake, Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router, alert_id_for
+from newswatch.notifier.service import publish_topics, reconcile
 from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.broker import EmbeddedBroker
-from newswatch.shared.config import KafkaSettings, NotifierSettings, SmtpSettings, SubscriptionConfig
-from newswatch.shared.contract import ALERTS, ALL_TOPICS, DLQ, MATCHES, encode
+from newswatch.shared.config import (
+    Config,
+    KafkaSettings,
+    NotifierSettings,
+    SmtpSettings,
+    SubscriptionConfig,
+    TopicConfig,
+)
+from newswatch.shared.contract import ALERTS, ALL_TOPICS, DLQ, MATCHES, TOPICS, encode
 from newswatch.shared.db import make_engine
 from newswatch.shared.kafka_io import (
     ConsumerLoop,
@@ -305,3 +313,44 @@ def test_consumed_matches_are_routed_before_the_offset_commit(
     assert rig.metrics.routed.labels("repeat")._value.get() == 1
     assert rig.metrics.duplicates._value.get() == 1
     drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
+
+
+def test_other_urls_go_through_apprise(rig: Rig) -> None:
+    """Apprise's own JSON plugin posts to a real endpoint: no hand-written sender involved."""
+    apprise_url = rig.hook.url.replace("http://", "json://")
+    rig.subscribe(id="chat", to=apprise_url)
+    rig.route(make_match("ap1", "Glacier collapse in the Alps", "A village was evacuated."))
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
+    body = rig.bodies()[0]
+    assert body["title"] == "[nk] Glacier collapse in the Alps"
+    assert "**Glacier**" in body["message"] and "[Glacier collapse in the Alps]" in body["message"]
+    assert rig.store.deliveries()[0].channel == "apprise"
+
+
+def test_old_state_is_pruned(rig: Rig) -> None:
+    rig.subscribe(id="ops")
+    rig.route(make_match("p1", "Old story", ""))
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
+    assert rig.dispatcher.prune(retention=30 * 86400.0) == 0
+    rig.clock.advance(31 * 86400.0)
+    assert rig.dispatcher.prune(retention=30 * 86400.0) == 2  # the story and the delivery
+    assert rig.store.deliveries() == [] and rig.metrics.pruned._value.get() == 2
+    assert rig.route(make_match("p1", "Old story", "")) == [{"ops": "queued"}]  # a month later: news again
+
+
+def test_stored_topics_repair_a_wiped_broker(
+    rig: Rig, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    config = Config(
+        topics=(TopicConfig(id="nk", query="Korea"),),
+        subscriptions=(SubscriptionConfig(id="ops", topics=("nk",), to=rig.hook.url),),
+    )
+    reconcile(rig.store, config)
+    rig.store.put_topic("api-made", "volcano Iceland", "alice")
+    assert publish_topics(rig.store, rig.publisher) == 2
+    published = {
+        json.loads(r.value)["id"]: json.loads(r.value)["query"] for r in read_records(rig.bootstrap, TOPICS)
+    }
+    assert published == {"nk": "Korea", "api-made": "volcano Iceland"}
+    stored = rig.store.subscription("ops")
+    assert stored is not None and stored.owner == "config"
