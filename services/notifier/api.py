@@ -297,7 +297,18 @@ def make_app(
             since=since.timestamp() if since else None,
             limit=limit,
         )
-        return [row.as_dict() for row in rows]
+        also: dict[tuple[str, str], list[dict[str, str]]] = {}
+        by_subscription: dict[str, list[str]] = {}
+        for row in rows:
+            if row.item_id:
+                by_subscription.setdefault(row.subscription_id, []).append(row.item_id)
+        for sub_id, item_ids in by_subscription.items():
+            for item_id, reports in store.also_reported(sub_id, item_ids).items():
+                also[(sub_id, item_id)] = [{"title": r.title, "url": r.url, "source": r.source} for r in reports]
+        return [
+            {**row.as_dict(), "also_reported_by": also.get((row.subscription_id, row.item_id or ""), [])}
+            for row in rows
+        ]
 
     @app.get("/alerts/stream")
     async def stream(
