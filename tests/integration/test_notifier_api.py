@@ -5,16 +5,19 @@ stream, apply, and the topic test bench."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from newswatch.cli import main
 from newswatch.matcher.aliases import AliasTable
 from newswatch.matcher.topics import Compiler
 from newswatch.notifier.api import ApiServer, make_app
@@ -25,7 +28,7 @@ from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.stream import AlertHub, AlertTail
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import Config, KafkaSettings, NotifierSettings, SubscriptionConfig
-from newswatch.shared.contract import ALERTS, ALL_TOPICS, ITEMS, TOPICS, Alert, encode
+from newswatch.shared.contract import ALERTS, ALL_TOPICS, ITEMS, MATCHES, TOPICS, Alert, encode
 from newswatch.shared.db import make_engine
 from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
 from tests.support.items import make_item
@@ -260,3 +263,34 @@ def test_topic_test_bench_through_the_api(api: Api) -> None:
     assert "**" in body["hits"][0]["highlighted"]
     bad = api.call("POST", "/topics/test", api.alice, json={"query": "x", "since": "soon"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "since"]
+    assert read_records(api.bootstrap, TOPICS, idle_ms=300) == []  # testing created no topic
+    created = api.call("PUT", "/topics/nk?backfill=7d", api.alice, json={"query": "Korea deployment"})
+    assert created.status_code == 200 and created.json()["backfilled"] == 1
+    (backfilled,) = [json.loads(r.value) for r in read_records(api.bootstrap, MATCHES)]
+    assert backfilled["topic_id"] == "nk" and backfilled["item"]["title"].startswith("North Korean troops")
+    assert api.call("PUT", "/topics/nk?backfill=later", api.alice, json={"query": "x"}).json()["detail"][0][
+        "loc"
+    ] == ["query", "backfill"]
+
+
+def test_cli_apply_goes_through_the_api(
+    api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    document = tmp_path / "topics.yaml"
+    document.write_text(
+        "topics: [{id: nk, query: Korea}]\nsubscriptions: [{id: s, topics: [nk], to: 'http://127.0.0.1:9/h'}]\n"
+    )
+    token = api.alice["Authorization"].split()[1]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    request.addfinalizer(
+        lambda: (setattr(root, "handlers", handlers), root.setLevel(level))
+    )  # main() sets up logging
+    assert main(["apply", "-f", str(document), "--server", api.url, "--token", token]) == 0
+    out = capsys.readouterr().out
+    assert "applied 1 topic(s), 1 subscription(s)" in out and "webhook secret whsec_" in out
+    stored = api.store.subscription("s")
+    assert stored is not None and stored.owner == "alice"
+    document.write_text("topics: [{id: nk, query: 'North AND (Korea'}]\n")
+    assert main(["apply", "-f", str(document), "--server", api.url, "--token", token]) == 2
+    assert "topics" in capsys.readouterr().err

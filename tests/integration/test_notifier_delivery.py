@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -354,3 +355,28 @@ def test_stored_topics_repair_a_wiped_broker(
     assert published == {"nk": "Korea", "api-made": "volcano Iceland"}
     stored = rig.store.subscription("ops")
     assert stored is not None and stored.owner == "config"
+
+
+def test_a_hanging_webhook_does_not_hold_up_other_subscriptions(rig: Rig) -> None:
+    release = threading.Event()
+    stuck = HookServer(hold=release).start()
+    try:
+        rig.subscribe(id="slow", to=stuck.url)
+        rig.subscribe(id="fast")
+        rig.route(make_match("h1", "Dam bursts after storm", ""))
+        drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1, timeout=5)  # while "slow" hangs
+        assert rig.bodies()[0]["subscription"] == "fast" and not stuck.all()
+    finally:
+        release.set()
+        stuck.stop()
+
+
+def test_alerts_undelivered_past_max_age_are_abandoned(rig: Rig) -> None:
+    rig.subscribe(id="ops")
+    rig.hook.reply(503)
+    rig.route(make_match("x1", "Election results delayed", ""))
+    drive(rig.dispatcher, lambda: rig.store.deliveries()[0].attempts == 1)
+    rig.clock.advance(NotifierSettings().max_age + 1)
+    drive(rig.dispatcher, lambda: rig.store.deliveries()[0].status == "dead")
+    (row,) = rig.store.deliveries()
+    assert row.failure == "expired" and len(rig.hook.all()) == 1

@@ -23,7 +23,8 @@ class Hit:
 
 
 class HookServer:
-    def __init__(self) -> None:
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        """``hold``: when given, every request waits until it is set (a hanging receiver)."""
         self.hits: list[Hit] = []
         self.script: list[tuple[int, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -32,6 +33,8 @@ class HookServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if hold is not None:
+                    hold.wait(30)
                 with server._lock:
                     status, headers = server.script.pop(0) if server.script else (204, {})
                     server.hits.append(Hit({k.lower(): v for k, v in self.headers.items()}, raw, status))
