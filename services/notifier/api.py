@@ -304,7 +304,9 @@ def make_app(
                 by_subscription.setdefault(row.subscription_id, []).append(row.item_id)
         for sub_id, item_ids in by_subscription.items():
             for item_id, reports in store.also_reported(sub_id, item_ids).items():
-                also[(sub_id, item_id)] = [{"title": r.title, "url": r.url, "source": r.source} for r in reports]
+                also[(sub_id, item_id)] = [
+                    {"title": r.title, "url": r.url, "source": r.source} for r in reports
+                ]
         return [
             {**row.as_dict(), "also_reported_by": also.get((row.subscription_id, row.item_id or ""), [])}
             for row in rows

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,16 +100,16 @@ def test_notifier_process_alerts_once_per_story_and_logs_failures(
         auth = {"Authorization": f"Bearer {token}"}
         api = f"http://127.0.0.1:{api_port}"
 
-        def log(status: str) -> list[dict[str, object]]:
+        def log(status: str) -> list[dict[str, Any]]:
             response = httpx.get(f"{api}/deliveries", params={"status": status}, headers=auth, timeout=10)
             assert response.status_code == 200, response.text
-            rows: list[dict[str, object]] = response.json()
+            rows: list[dict[str, Any]] = response.json()
             return rows
 
         wait_for(lambda: len(log("delivered")) == 2 and len(log("dead")) == 1, 60, what="the delivery log")
         wait_for(
             lambda: all(len(r["also_reported_by"]) == 2 for r in log("delivered")), 30, what="duplicates"
-        )  # type: ignore[arg-type]
+        )
         (dead,) = log("dead")
         assert (
             dead["subscription"] == "gone" and dead["failure"] == "http_4xx" and "410" in str(dead["error"])

@@ -283,9 +283,12 @@ def test_cli_apply_goes_through_the_api(
     token = api.alice["Authorization"].split()[1]
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    request.addfinalizer(
-        lambda: (setattr(root, "handlers", handlers), root.setLevel(level))
-    )  # main() sets up logging
+
+    def restore_logging() -> None:  # main() sets up logging for a whole process
+        root.handlers = handlers
+        root.setLevel(level)
+
+    request.addfinalizer(restore_logging)
     assert main(["apply", "-f", str(document), "--server", api.url, "--token", token]) == 0
     out = capsys.readouterr().out
     assert "applied 1 topic(s), 1 subscription(s)" in out and "webhook secret whsec_" in out
