@@ -612,14 +612,19 @@ class NotifierStore:
         """
         now = self._clock()
         with transaction(self._engine, f"building digest {digest_id}") as conn:
-            rows = conn.execute(
+            query = (
                 select(DIGEST_ENTRIES.c.item_id, DIGEST_ENTRIES.c.payload)
                 .where(
                     DIGEST_ENTRIES.c.subscription_id == subscription_id,
                     DIGEST_ENTRIES.c.digest_id.is_(None),
                 )
                 .order_by(DIGEST_ENTRIES.c.queued_at)
-            ).all()
+            )
+            if conn.dialect.name == "postgresql":
+                # Two replicas building the same digest: the second waits for the first's
+                # locks, then finds the entries taken (SQLite serializes writers already).
+                query = query.with_for_update()
+            rows = conn.execute(query).all()
             if not rows:
                 return 0
             conn.execute(

@@ -168,6 +168,8 @@ def test_digest_goes_out_once_at_the_scheduled_time_in_the_subscribers_zone(rig:
         make_match("d3", "Chess champion retires", "The title goes vacant."),
     ]
     assert [o["morning"] for o in rig.route(*stories)] == ["digest", "digest", "digest"]
+    copy = make_match("d1-copy", "Storm floods Rhine valley", "Rain fell for three days.", source="Wire")
+    assert rig.route(copy) == [{"morning": "duplicate"}]
     rig.clock.set(START + timedelta(minutes=59, seconds=59))  # 07:59:59 in Berlin
     rig.dispatcher.run_once()
     assert rig.store.depth() == {"pending": 0, "digest": 3} and not rig.hook.all()
