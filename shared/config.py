@@ -277,6 +277,9 @@ class SmtpSettings(_Frozen):
     username: str | None = None
     password: str | None = None
     sender: str = Field(default="newswatch@localhost", description="From: address of alert emails")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that signs the server's certificate (default: the system's)"
+    )
     timeout: Duration = Field(default=30.0, gt=0)
 
 

@@ -125,14 +125,18 @@ class EmailChannel:
         settings = self._settings
         if self._connect is not None:
             return self._connect()
+        cafile = str(settings.ca_file) if settings.ca_file else None
         if settings.security == "tls":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=settings.timeout, context=ssl.create_default_context()
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                context=ssl.create_default_context(cafile=cafile),
             )
         else:
             smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
             if settings.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=cafile))
         if settings.username:
             smtp.login(settings.username, settings.password or "")
         return smtp

@@ -7,19 +7,24 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from newswatch.notifier.channels import channels
+from newswatch.notifier.channels import EmailChannel, Outgoing, channels
 from newswatch.notifier.dispatcher import Dispatcher
+from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.intake import MatchIntake, Routes
 from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.notifier.render import view
 from newswatch.notifier.router import Router, alert_id_for
 from newswatch.notifier.service import publish_topics, reconcile
 from newswatch.notifier.store import NotifierStore
@@ -382,3 +387,68 @@ def test_alerts_undelivered_past_max_age_are_abandoned(rig: Rig) -> None:
     drive(rig.dispatcher, lambda: rig.store.deliveries()[0].status == "dead")
     (row,) = rig.store.deliveries()
     assert row.failure == "expired" and len(rig.hook.all()) == 1
+
+
+def test_email_over_starttls_with_login(rig: Rig, tmp_path: Path) -> None:
+    """A real SMTP server that requires STARTTLS (a certificate made for the test) and AUTH."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    secure = SmtpSink(tls=server_tls, login=("newswatch", "s3cret")).start()
+    settings = SmtpSettings(
+        host="127.0.0.1",
+        port=secure.port,
+        security="starttls",
+        username="newswatch",
+        password="s3cret",
+        ca_file=cert,
+    )
+    out = Outgoing(
+        "m1",
+        "sub",
+        "mailto:desk@newswatch.test",
+        "",
+        ["m1"],
+        [MATCH_FOR_MAIL],
+        [view(MATCH_FOR_MAIL, [])],
+        False,
+        START,
+    )
+    try:
+        EmailChannel(settings).send(out)
+        assert len(secure.received()) == 1
+        with pytest.raises(DeliveryError) as wrong_password:
+            EmailChannel(settings.model_copy(update={"password": "guess"})).send(out)
+        assert wrong_password.value.reason == "smtp_5xx", str(wrong_password.value)
+        with pytest.raises(DeliveryError) as untrusted:  # the system CAs do not know the test's certificate
+            EmailChannel(settings.model_copy(update={"ca_file": None})).send(out)
+        assert (untrusted.value.permanent, untrusted.value.reason) == (False, "network")
+    finally:
+        secure.stop()
+    assert len(secure.received()) == 1
+
+
+MATCH_FOR_MAIL = make_match("tls1", "Secure mail test", "")

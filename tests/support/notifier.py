@@ -3,6 +3,7 @@ driver that runs the dispatcher until what a test waits for has happened."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from newswatch.notifier.dispatcher import Dispatcher
 from newswatch.shared.contract import Item, Match, MatchReason, Source
@@ -48,7 +50,8 @@ class SmtpSink:
     ``refuse`` maps a recipient to an SMTP reply (e.g. ``"550 no such user"``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None) -> None:
+        """``tls``: offer STARTTLS and require it; ``login``: require AUTH with this user and password."""
         self.messages: list[EmailMessage] = []
         self.refuse: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -70,8 +73,18 @@ class SmtpSink:
                     sink.messages.append(message)
                 return "250 Message accepted"
 
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+            ok = login is not None and (data.login.decode(), data.password.decode()) == login
+            return AuthResult(success=ok, handled=False)  # aiosmtpd answers 535 on failure
+
         self.port = free_port()
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if tls is not None:
+            options.update(tls_context=tls, require_starttls=True)
+        if login is not None:
+            options.update(authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None)
+            options.update(auth_exclude_mechanism=["LOGIN"])  # PLAIN only: a refusal is one clean 535
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
 
     def start(self) -> SmtpSink:
         self._controller.start()
