@@ -66,6 +66,7 @@ def test_kill_9_while_matches_flow_loses_no_alert(
     broker: EmbeddedBroker,
     kafka_settings: KafkaSettings,
     request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rng = random.Random(11)
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
