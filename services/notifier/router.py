@@ -71,8 +71,8 @@ class Router:
             )
             if not sub.spec.updates or known.story_item_id != item.item_id:
                 return "update_suppressed"
-            self._enqueue(tx, sub, match, payload, alert_id_for(sub.id, item.item_id, item.revision))
-            return "update"
+            outcome = self._schedule(tx, sub, match, payload)
+            return "update" if outcome == "queued" else outcome
         window_start = tx.now - self._settings.duplicate_window
         for story in tx.recent_stories(sub.id, window_start):
             if distance(story.fingerprint, print_) <= self._settings.duplicate_distance:
@@ -81,21 +81,30 @@ class Router:
                 )
                 return "duplicate"
         tx.add_story(sub.id, item.item_id, item.item_id, item.revision, print_, item.title, item.url, source)
+        return self._schedule(tx, sub, match, payload)
+
+    def _schedule(self, tx: Routing, sub: Subscription, match: Match, payload: str) -> str:
+        """Now, or in which digest: the subscription's mode, holds and rate limit decide."""
+        item = match.item
         zone = parse_zone(sub.spec.timezone)
         now = datetime.fromtimestamp(tx.now, UTC)
         cadence = parse_cadence(sub.spec.mode)
         if not cadence.immediate:
-            tx.queue_for_digest(sub.id, item.item_id, cadence.next_after(now, zone).timestamp(), payload)
+            tx.queue_for_digest(
+                sub.id, item.item_id, item.revision, cadence.next_after(now, zone).timestamp(), payload
+            )
             return "digest"
         held = _held_until(sub, now, zone)
         if held is not None:
-            tx.queue_for_digest(sub.id, item.item_id, held.timestamp(), payload)
+            tx.queue_for_digest(sub.id, item.item_id, item.revision, held.timestamp(), payload)
             return "held"
         limit = sub.spec.max_per_hour
         if limit is not None and tx.alerts_since(sub.id, tx.now - 3600.0) >= limit:
-            tx.queue_for_digest(sub.id, item.item_id, _HOURLY.next_after(now, zone).timestamp(), payload)
+            tx.queue_for_digest(
+                sub.id, item.item_id, item.revision, _HOURLY.next_after(now, zone).timestamp(), payload
+            )
             return "overflow"
-        self._enqueue(tx, sub, match, payload, alert_id_for(sub.id, item.item_id))
+        self._enqueue(tx, sub, match, payload, alert_id_for(sub.id, item.item_id, item.revision))
         return "queued"
 
     def _enqueue(self, tx: Routing, sub: Subscription, match: Match, payload: str, alert_id: str) -> None:

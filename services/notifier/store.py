@@ -42,6 +42,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -73,8 +74,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX nw_deliveries_due ON nw_deliveries (status, next_attempt_at)",
         "CREATE INDEX nw_deliveries_by_subscription ON nw_deliveries (subscription_id, created_at)",
         "CREATE TABLE nw_digest_entries (subscription_id VARCHAR(64) NOT NULL, item_id VARCHAR(128) NOT NULL, "
-        "queued_at DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL, "
-        "digest_id VARCHAR(64), PRIMARY KEY (subscription_id, item_id))",
+        "revision INTEGER NOT NULL, queued_at DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL, "
+        "payload TEXT NOT NULL, digest_id VARCHAR(64), PRIMARY KEY (subscription_id, item_id, revision))",
         "CREATE INDEX nw_digest_entries_due ON nw_digest_entries (digest_id, due_at)",
     ],
 ]
@@ -142,6 +143,7 @@ DIGEST_ENTRIES = Table(
     _meta,
     Column("subscription_id", String(64), primary_key=True),
     Column("item_id", String(128), primary_key=True),
+    Column("revision", Integer, primary_key=True),
     Column("queued_at", Float, nullable=False),
     Column("due_at", Float, nullable=False),
     Column("payload", Text, nullable=False),
@@ -345,18 +347,21 @@ class Routing:
             ("alert_id",),
         )
 
-    def queue_for_digest(self, subscription_id: str, item_id: str, due_at: float, payload: str) -> None:
+    def queue_for_digest(
+        self, subscription_id: str, item_id: str, revision: int, due_at: float, payload: str
+    ) -> None:
         insert_new(
             self._conn,
             DIGEST_ENTRIES,
             {
                 "subscription_id": subscription_id,
                 "item_id": item_id,
+                "revision": revision,
                 "queued_at": self.now,
                 "due_at": due_at,
                 "payload": payload,
             },
-            ("subscription_id", "item_id"),
+            ("subscription_id", "item_id", "revision"),
         )
 
 
@@ -613,7 +618,7 @@ class NotifierStore:
         now = self._clock()
         with transaction(self._engine, f"building digest {digest_id}") as conn:
             query = (
-                select(DIGEST_ENTRIES.c.item_id, DIGEST_ENTRIES.c.payload)
+                select(DIGEST_ENTRIES.c.item_id, DIGEST_ENTRIES.c.revision, DIGEST_ENTRIES.c.payload)
                 .where(
                     DIGEST_ENTRIES.c.subscription_id == subscription_id,
                     DIGEST_ENTRIES.c.digest_id.is_(None),
@@ -631,7 +636,9 @@ class NotifierStore:
                 update(DIGEST_ENTRIES)
                 .where(
                     DIGEST_ENTRIES.c.subscription_id == subscription_id,
-                    DIGEST_ENTRIES.c.item_id.in_([r[0] for r in rows]),
+                    tuple_(DIGEST_ENTRIES.c.item_id, DIGEST_ENTRIES.c.revision).in_(
+                        [(r[0], r[1]) for r in rows]
+                    ),
                 )
                 .values(digest_id=digest_id)
             )
@@ -640,7 +647,7 @@ class NotifierStore:
                 subscription_id,
                 "digest",
                 channel,
-                json.dumps([json.loads(r[1]) for r in rows], ensure_ascii=False),
+                json.dumps([json.loads(r[2]) for r in rows], ensure_ascii=False),
             )
         return len(rows)
 

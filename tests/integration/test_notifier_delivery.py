@@ -452,3 +452,16 @@ def test_email_over_starttls_with_login(rig: Rig, tmp_path: Path) -> None:
 
 
 MATCH_FOR_MAIL = make_match("tls1", "Secure mail test", "")
+
+
+def test_updates_follow_the_subscriptions_rhythm(rig: Rig) -> None:
+    rig.subscribe(id="daily", updates=True, mode="hourly")
+    rig.route(make_match("v1", "Talks stall", ""))
+    assert rig.route(make_match("v1", "Talks stall, then resume", "", revision=2)) == [{"daily": "digest"}]
+    rig.clock.set(START + timedelta(hours=1))
+    drive(rig.dispatcher, lambda: len(rig.hook.delivered()) == 1)
+    (digest,) = rig.bodies()
+    assert [(a["item"]["revision"], a["item"]["title"]) for a in digest["alerts"]] == [
+        (1, "Talks stall"),
+        (2, "Talks stall, then resume"),
+    ]
