@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed') pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit integration e2e install clean
+.PHONY: demo test lint lint-deploy typecheck unit integration e2e install clean
 
 # The venv is rebuilt when pyproject.toml changes; the package is reinstalled (not editable:
 # the fixed repo layout maps onto the `newswatch.*` import names only in an installed copy)
@@ -35,11 +35,15 @@ lint: install
 	$(BIN)/mypy -p newswatch
 	$(BIN)/mypy tests bench
 
+# Deployment files: yamllint, promtool check config/rules and the alert rules' unit tests.
+lint-deploy: install
+	BIN=$(BIN) deploy/lint.sh
+
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 # Tests start what they need themselves (the broker on a free port, HTTP servers on 127.0.0.1).
-test: lint
+test: lint lint-deploy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
