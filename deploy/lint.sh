@@ -22,6 +22,11 @@ need() {  # need TOOL DEBIAN-PACKAGE
 }
 
 "$BIN/yamllint" --strict deploy
+"$BIN/hadolint" deploy/Dockerfile
+if need docker-compose docker-compose; then
+    docker-compose -f deploy/compose/docker-compose.yml config -q
+    NW_CONFIG_FILE=./newswatch-demo.yaml docker-compose -f deploy/compose/docker-compose.yml --profile demo config -q
+fi
 if need promtool prometheus; then
     promtool check config deploy/prometheus/prometheus.yml
     promtool check rules deploy/prometheus/rules/*.yml

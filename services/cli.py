@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path(".newswatch/demo"), help="wiped and reused per run"
     )
 
+    demo_feeds = sub.add_parser(
+        "demo-feeds", help="serve only the demo feeds and print the alerts POSTed back (containers)"
+    )
+    demo_feeds.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    demo_feeds.add_argument("--port", type=int, default=8080, help="feed server port (default 8080)")
+    demo_feeds.add_argument("--hook-port", type=int, default=9000, help="alert receiver port (default 9000)")
+    demo_feeds.add_argument(
+        "--public-url", help="the feeds' base URL as the fetcher sees it, e.g. http://demo:8080"
+    )
+
     feeds = sub.add_parser("feeds", help="change the running fetchers' feed list; import/export OPML")
     feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
     for action, what in (
@@ -168,6 +178,11 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return _feeds(args)
     if command == "topics":
         return _topics_test(args)
+    if command == "demo-feeds":
+        from newswatch.demo.feeds_only import serve_demo_feeds
+
+        serve_demo_feeds(stop_event_on_signals(), args.host, args.port, args.hook_port, args.public_url)
+        return 0
     if command == "demo":
         from newswatch.demo.run import run_demo
 

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import random
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from newswatch.demo.feeds_only import serve_demo_feeds
 from newswatch.demo.receiver import format_alert
 from newswatch.notifier.dispatcher import backoff
 from newswatch.notifier.errors import DeliveryError
@@ -23,6 +27,7 @@ from newswatch.shared.cadence import parse_cadence, parse_quiet_hours
 from newswatch.shared.config import NotifierSettings
 from newswatch.shared.contract import Item, Match, MatchReason, Source
 from newswatch.shared.netguard import NetGuard
+from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -250,3 +255,26 @@ def test_the_readme_verification_snippet_accepts_our_signatures() -> None:
     assert namespace["verify"](secret, headers, body)
     assert not namespace["verify"](secret, headers, body + b" ")
     assert not namespace["verify"](new_secret(), headers, body)
+
+
+def test_demo_feeds_serve_feeds_and_print_posted_alerts() -> None:
+    """What the compose file's demo profile runs: feeds for the fetcher, a printer for alerts."""
+    out = io.StringIO()
+    stop, started = threading.Event(), threading.Event()
+    feed_port, hook_port = free_port(), free_port()
+    runner = threading.Thread(
+        target=serve_demo_feeds,
+        args=(stop, "127.0.0.1", feed_port, hook_port, "http://demo:8080"),
+        kwargs={"out": out, "started": started},
+    )
+    runner.start()
+    try:
+        assert started.wait(10)
+        feed = httpx.get(f"http://127.0.0.1:{feed_port}/world.xml", timeout=5).text
+        assert "<rss" in feed and "http://demo:8080/" in feed  # links as the fetcher will see them
+        body = alert_body("a1", "demo", MATCH, view(MATCH, []), NOW)
+        assert httpx.post(f"http://127.0.0.1:{hook_port}/hook", json=body, timeout=5).status_code == 204
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+    assert "ALERT [nk-ukraine]" in out.getvalue() and "NATO chief worried" in out.getvalue()

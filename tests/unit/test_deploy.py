@@ -1,0 +1,96 @@
+"""What ships in deploy/ agrees with the code: every metric a rule or dashboard panel uses is
+one the services export, and the compose services' configuration loads."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from newswatch.fetcher.metrics import FetcherMetrics
+from newswatch.matcher.metrics import MatcherMetrics
+from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.shared.config import load_config
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+_METRIC = re.compile(r"\b(newswatch_[a-z0-9_]+)\b")
+SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "info": ("_info",),
+}
+
+
+def exported() -> set[str]:
+    """Every series name the three services can expose (labelled metrics included before use)."""
+    names: set[str] = set()
+    for metrics in (FetcherMetrics, MatcherMetrics, NotifierMetrics):
+        registry = CollectorRegistry()
+        metrics(registry)
+        for family in registry.collect():
+            names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
+    return names
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = []
+    for path in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            exprs += [target["expr"] for target in panel["targets"]]
+    return exprs
+
+
+def rule_exprs() -> list[str]:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "newswatch.rules.yml").read_text())
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+@pytest.mark.parametrize("source", ["dashboard", "rules"])
+def test_every_metric_used_in_promql_is_exported(source: str) -> None:
+    exprs = dashboard_exprs() if source == "dashboard" else rule_exprs()
+    assert len(exprs) >= 10
+    used = {name for expr in exprs for name in _METRIC.findall(expr)}
+    assert used and not used - exported(), f"not exported by any service: {sorted(used - exported())}"
+
+
+def test_the_dashboard_covers_the_pipeline() -> None:
+    titles = " | ".join(
+        p["title"]
+        for p in json.loads((DEPLOY / "grafana/dashboards/newswatch-overview.json").read_text())["panels"]
+    )
+    for needed in (
+        "Feed polls",
+        "Items per second",
+        "Matches per second",
+        "Alerts per second",
+        "latency",
+        "lag",
+        "Dead letters",
+    ):
+        assert needed in titles
+
+
+def compose_services() -> dict[str, Any]:
+    document = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())
+    services: dict[str, Any] = document["services"]
+    return services
+
+
+@pytest.mark.parametrize("config_file", ["newswatch.yaml", "newswatch-demo.yaml"])
+@pytest.mark.parametrize("service", ["fetcher", "matcher", "notifier"])
+def test_compose_services_configuration_loads(service: str, config_file: str) -> None:
+    environment = {
+        key: re.sub(r"\$\{NW_[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        for key, value in compose_services()[service]["environment"].items()
+    }
+    assert environment.pop("NEWSWATCH_CONFIG") == "/etc/newswatch/newswatch.yaml"
+    environment.pop("NEWSWATCH_LOG_LEVEL")
+    config = load_config(DEPLOY / "compose" / config_file, env=environment)
+    assert config.kafka.bootstrap == "kafka:9092" and config.database_url is not None
+    assert config.topics[0].id == "nk-ukraine"
