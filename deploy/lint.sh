@@ -32,4 +32,14 @@ if need promtool prometheus; then
     promtool check rules deploy/prometheus/rules/*.yml
     promtool test rules deploy/prometheus/tests/*.yml
 fi
+if need kubectl kubernetes-client; then
+    rendered=$(mktemp -d)
+    trap 'rm -rf "$rendered"' EXIT
+    for overlay in deploy/k8s/overlays/*/; do
+        name=$(basename "$overlay")
+        kubectl kustomize "$overlay" > "$rendered/$name.yaml"
+        "$BIN/kubernetes-validate" --strict --quiet "$rendered/$name.yaml"
+        echo "k8s overlay $name: rendered and valid"
+    done
+fi
 echo "lint-deploy: all checks passed"

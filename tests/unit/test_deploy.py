@@ -94,3 +94,19 @@ def test_compose_services_configuration_loads(service: str, config_file: str) ->
     config = load_config(DEPLOY / "compose" / config_file, env=environment)
     assert config.kafka.bootstrap == "kafka:9092" and config.database_url is not None
     assert config.topics[0].id == "nk-ukraine"
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/prod"])
+def test_kubernetes_environment_and_config_load(overlay: str) -> None:
+    """The env literals of the base (and the prod overlay's merge) are settings the services know."""
+    environment: dict[str, str] = {}
+    for layer in ("base", overlay) if overlay != "base" else ("base",):
+        kustomization = yaml.safe_load((DEPLOY / "k8s" / layer / "kustomization.yaml").read_text())
+        for generator in kustomization.get("configMapGenerator", []):
+            if generator["name"] == "newswatch-env":
+                environment.update(line.split("=", 1) for line in generator["literals"])
+    environment.pop("NEWSWATCH_LOG_LEVEL")
+    environment["NEWSWATCH_DATABASE_URL"] = "postgresql://u@db/newswatch"  # from the Secret
+    config = load_config(DEPLOY / "k8s" / "base" / "newswatch.yaml", env=environment)
+    assert config.http.host == "0.0.0.0" and config.kafka.bootstrap
+    assert config.kafka.partitions == (6 if overlay == "overlays/prod" else 3)
