@@ -110,11 +110,21 @@ class Dispatcher:
             return all(f.done() for f in self._in_flight.values())
 
     def close(self, wait: float) -> None:
-        """Lets sends in flight finish for up to ``wait`` seconds; the rest are retried later."""
+        """Lets sends in flight finish for up to ``wait`` seconds. Claimed rows whose send had
+        not started are given back, due at once, so a restart or another replica takes them
+        without waiting for their lease; a send still running keeps its lease."""
         deadline = time.monotonic() + wait
         while not self.idle() and time.monotonic() < deadline:
             time.sleep(0.05)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            unsent = [alert_id for alert_id, future in self._in_flight.items() if future.cancelled()]
+        try:
+            self._store.release(unsent)
+        except StoreError as exc:  # their lease runs out instead
+            log.error(
+                "could not give back unsent deliveries", extra={"count": len(unsent), "error": str(exc)}
+            )
 
     def _build_digests(self) -> None:
         for subscription_id in self._store.due_digests():

@@ -515,6 +515,17 @@ class NotifierStore:
                 )
         return rows
 
+    def release(self, alert_ids: Sequence[str]) -> None:
+        """Gives back leased rows that were not sent (a graceful stop): due again at once."""
+        if not alert_ids:
+            return
+        with transaction(self._engine, "releasing unsent deliveries") as conn:
+            conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.alert_id.in_(list(alert_ids)), DELIVERIES.c.status == "pending")
+                .values(next_attempt_at=self._clock())
+            )
+
     def delivered(self, alert_id: str, attempts: int) -> None:
         with transaction(self._engine, f"recording delivery {alert_id}") as conn:
             conn.execute(

@@ -465,3 +465,19 @@ def test_updates_follow_the_subscriptions_rhythm(rig: Rig) -> None:
         (1, "Talks stall"),
         (2, "Talks stall, then resume"),
     ]
+
+
+def test_a_graceful_stop_gives_back_claimed_rows_not_yet_sent(rig: Rig) -> None:
+    release = threading.Event()
+    stuck = HookServer(hold=release).start()
+    try:
+        rig.subscribe(id="slow", to=stuck.url)
+        for n in range(12):  # more than the 4 senders: some rows are claimed but not started
+            rig.route(make_match(f"g{n}", " ".join(f"w{n}x{i}" for i in range(6)), ""))
+        assert rig.dispatcher.run_once() == 8  # twice the senders are claimed
+        rig.dispatcher.close(wait=0.2)  # 4 sends hang; 4 claimed rows never started
+        due = rig.store.claim_due(100, lease=60)
+        assert len(due) == 8  # the 4 given back and the 4 never claimed; the 4 hanging keep their lease
+    finally:
+        release.set()
+        stuck.stop()
