@@ -79,8 +79,12 @@ def test_sigterm_each_service_in_turn_loses_and_duplicates_nothing(
     adder = threading.Thread(target=add_items)
     exits: dict[str, tuple[int | None, float]] = {}
     try:
+
+        def ready(name: str) -> bool:
+            return http_ok(f"http://127.0.0.1:{ports[name]}/readyz")
+
         for name in procs:
-            wait_for(lambda n=name: http_ok(f"http://127.0.0.1:{ports[n]}/readyz"), 60, what=f"{name} ready")
+            wait_for(lambda: ready(name), 60, what=f"{name} ready")  # noqa: B023 - waited for at once
         adder.start()
         for name in ("fetcher", "matcher", "notifier"):
             time.sleep(2.0)
