@@ -95,9 +95,7 @@ def test_sigterm_each_service_in_turn_loses_and_duplicates_nothing(
             code = proc.proc.wait(timeout=GRACE + 10)
             exits[name] = (code, time.monotonic() - started)
             proc.start()
-            wait_for(
-                lambda n=name: http_ok(f"http://127.0.0.1:{ports[n]}/readyz"), 60, what=f"{name} ready again"
-            )
+            wait_for(lambda: ready(name), 60, what=f"{name} ready again")  # noqa: B023 - waited for at once
         adder.join(timeout=60)
 
         def alerted() -> set[str]:
