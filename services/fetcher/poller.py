@@ -35,6 +35,8 @@ from newswatch.shared.db import StoreError
 from newswatch.shared.errors import PublishError
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import PartialPublishError, Publisher, Record
+from newswatch.shared.tracing import HEADER as TRACE_HEADER
+from newswatch.shared.tracing import new_traceparent, trace_id
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -197,7 +199,11 @@ class FeedPoller:
         batch = self._store.begin_pending(
             url, lambda floors: PendingBatch.of(uuid.uuid4().hex, url, floors, decision)
         )
-        records = [Record(ITEMS, item.item_id, encode(item)) for item in decision.publish]
+        traces = [new_traceparent() for _ in decision.publish]
+        records = [
+            Record(ITEMS, item.item_id, encode(item), [(TRACE_HEADER, trace.encode())])
+            for item, trace in zip(decision.publish, traces, strict=True)
+        ]
         try:
             acked = self._publisher.publish(records)
         except PartialPublishError as exc:
@@ -207,6 +213,10 @@ class FeedPoller:
         self._store.remember(
             url, decision.remember, decision.claims, decision.also_in, pending=batch.batch_id, acked=acked
         )
+        for item, trace in zip(decision.publish, traces, strict=True):
+            log.debug(
+                "item published", extra={"item_id": item.item_id, "trace_id": trace_id(trace), "feed": url}
+            )
 
     def _failed(self, url: str, exc: FetchError) -> PollResult:
         gone = isinstance(exc, HttpStatusError) and exc.status == 410

@@ -30,6 +30,8 @@ from newswatch.shared.kafka_io import (
     make_consumer,
     producer_factory,
 )
+from newswatch.shared.tracing import HEADER as TRACE_HEADER
+from newswatch.shared.tracing import child, from_headers, trace_id
 
 log = logging.getLogger(__name__)
 GROUP_ID = "newswatch-matcher"
@@ -71,13 +73,26 @@ class ItemHandler:
         ]
         self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
         self._metrics.items_evaluated.inc()
+        parent = from_headers(message.headers)
         if matches:
-            self._publisher.publish([Record(MATCHES, m.topic_id, encode(m)) for m in matches])
+            self._publisher.publish(
+                [
+                    Record(MATCHES, m.topic_id, encode(m), [(TRACE_HEADER, child(parent).encode())])
+                    for m in matches
+                ]
+            )
             self._metrics.items_matched.inc()
             self._metrics.matches.inc(len(matches))
             for m in matches:
                 self._metrics.count_topic_match(m.topic_id)
-            log.info("item matched", extra={"item_id": item.item_id, "topics": [m.topic_id for m in matches]})
+            log.info(
+                "item matched",
+                extra={
+                    "item_id": item.item_id,
+                    "topics": [m.topic_id for m in matches],
+                    "trace_id": trace_id(parent),
+                },
+            )
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:

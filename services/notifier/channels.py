@@ -55,6 +55,7 @@ class Outgoing:
     views: list[AlertView]
     digest: bool
     sent_at: datetime
+    traceparent: str | None = None  # sent to webhooks as the W3C header of the same name
 
 
 class Channel(Protocol):
@@ -74,7 +75,7 @@ class WebhookChannel:
         body = (
             digest_body(out.message_id, out.subscription_id, bodies, out.sent_at) if out.digest else bodies[0]
         )
-        post_webhook(self._client, out.to, out.message_id, body, out.secret, out.sent_at)
+        post_webhook(self._client, out.to, out.message_id, body, out.secret, out.sent_at, out.traceparent)
 
 
 class EmailChannel:

@@ -37,6 +37,8 @@ from newswatch.shared.contract import ALERTS, DLQ, DLQ_HEADERS, MATCHES, Alert, 
 from newswatch.shared.db import StoreError
 from newswatch.shared.errors import NewswatchError
 from newswatch.shared.kafka_io import Publisher, Record
+from newswatch.shared.tracing import HEADER as TRACE_HEADER
+from newswatch.shared.tracing import child, trace_id
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,7 @@ class Dispatcher:
             views=[view(m, also.get(m.item.item_id, [])) for m in matches],
             digest=delivery.kind == "digest",
             sent_at=sent_at,
+            traceparent=child(delivery.traceparent) if delivery.traceparent else None,
         )
         channel = self._channels[delivery.channel]
         started = time.perf_counter()
@@ -198,6 +201,7 @@ class Dispatcher:
                 "channel": delivery.channel,
                 "alerts": len(matches),
                 "attempts": attempts,
+                "trace_id": trace_id(delivery.traceparent),
             },
         )
         self._publish_alerts(delivery, alert_ids, matches, sent_at)
@@ -248,6 +252,7 @@ class Dispatcher:
                 "subscription": delivery.subscription_id,
                 "reason": reason,
                 "error": error,
+                "trace_id": trace_id(delivery.traceparent),
             },
         )
 
@@ -271,6 +276,7 @@ class Dispatcher:
                         digest_id=delivery.alert_id if delivery.kind == "digest" else None,
                     )
                 ),
+                [(TRACE_HEADER, child(delivery.traceparent).encode())] if delivery.traceparent else [],
             )
             for alert_id, match in zip(alert_ids, matches, strict=True)
         ]

@@ -19,6 +19,7 @@ from newswatch.notifier.store import NotifierStore, Subscription
 from newswatch.shared.contract import MATCHES, Match, decode
 from newswatch.shared.errors import ContractError
 from newswatch.shared.kafka_io import Publisher, dlq_record
+from newswatch.shared.tracing import from_headers, trace_id
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class MatchIntake:
             )
             return
         self._metrics.matches_received.inc()
-        outcomes = self._router.route(match, self._routes.for_topic(match.topic_id))
+        parent = from_headers(message.headers)
+        outcomes = self._router.route(match, self._routes.for_topic(match.topic_id), parent)
         for outcome in outcomes.values():
             self._metrics.routed.labels(outcome).inc()
             if outcome in ("duplicate", "repeat", "update_suppressed"):
@@ -93,7 +95,12 @@ class MatchIntake:
         if outcomes:
             log.info(
                 "match routed",
-                extra={"topic_id": match.topic_id, "item_id": match.item.item_id, "outcomes": outcomes},
+                extra={
+                    "topic_id": match.topic_id,
+                    "item_id": match.item.item_id,
+                    "outcomes": outcomes,
+                    "trace_id": trace_id(parent),
+                },
             )
         if any(o in ("queued", "update") for o in outcomes.values()):
             self._wake()

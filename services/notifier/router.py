@@ -21,6 +21,7 @@ the consumer.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from newswatch.notifier.channels import channel_kind
@@ -41,13 +42,25 @@ def alert_id_for(subscription_id: str, item_id: str, revision: int = 1) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Queued:
+    """What a match queues: its encoded payload and its trace."""
+
+    payload: str
+    traceparent: str | None
+
+
 class Router:
     def __init__(self, store: NotifierStore, settings: NotifierSettings) -> None:
         self._store = store
         self._settings = settings
 
-    def route(self, match: Match, subscriptions: list[Subscription]) -> dict[str, str]:
-        """Outcome per subscription id; all recorded in one transaction, or none (StoreError)."""
+    def route(
+        self, match: Match, subscriptions: list[Subscription], traceparent: str | None = None
+    ) -> dict[str, str]:
+        """Outcome per subscription id; all recorded in one transaction, or none (StoreError).
+
+        ``traceparent``: the match's trace, kept with each delivery it queues."""
         if not subscriptions:
             return {}
         item = match.item
@@ -56,10 +69,10 @@ class Router:
         outcomes = {}
         with self._store.routing() as tx:
             for sub in subscriptions:
-                outcomes[sub.id] = self._route_one(tx, sub, match, print_, payload)
+                outcomes[sub.id] = self._route_one(tx, sub, match, print_, Queued(payload, traceparent))
         return outcomes
 
-    def _route_one(self, tx: Routing, sub: Subscription, match: Match, print_: int, payload: str) -> str:
+    def _route_one(self, tx: Routing, sub: Subscription, match: Match, print_: int, queued: Queued) -> str:
         item = match.item
         source = item.source.feed_title or item.source.host
         known = tx.story(sub.id, item.item_id)
@@ -71,7 +84,7 @@ class Router:
             )
             if not sub.spec.updates or known.story_item_id != item.item_id:
                 return "update_suppressed"
-            outcome = self._schedule(tx, sub, match, payload)
+            outcome = self._schedule(tx, sub, match, queued)
             return "update" if outcome == "queued" else outcome
         window_start = tx.now - self._settings.duplicate_window
         for story in tx.recent_stories(sub.id, window_start):
@@ -81,9 +94,9 @@ class Router:
                 )
                 return "duplicate"
         tx.add_story(sub.id, item.item_id, item.item_id, item.revision, print_, item.title, item.url, source)
-        return self._schedule(tx, sub, match, payload)
+        return self._schedule(tx, sub, match, queued)
 
-    def _schedule(self, tx: Routing, sub: Subscription, match: Match, payload: str) -> str:
+    def _schedule(self, tx: Routing, sub: Subscription, match: Match, queued: Queued) -> str:
         """Now, or in which digest: the subscription's mode, holds and rate limit decide."""
         item = match.item
         zone = parse_zone(sub.spec.timezone)
@@ -91,32 +104,33 @@ class Router:
         cadence = parse_cadence(sub.spec.mode)
         if not cadence.immediate:
             tx.queue_for_digest(
-                sub.id, item.item_id, item.revision, cadence.next_after(now, zone).timestamp(), payload
+                sub.id, item.item_id, item.revision, cadence.next_after(now, zone).timestamp(), queued.payload
             )
             return "digest"
         held = _held_until(sub, now, zone)
         if held is not None:
-            tx.queue_for_digest(sub.id, item.item_id, item.revision, held.timestamp(), payload)
+            tx.queue_for_digest(sub.id, item.item_id, item.revision, held.timestamp(), queued.payload)
             return "held"
         limit = sub.spec.max_per_hour
         if limit is not None and tx.alerts_since(sub.id, tx.now - 3600.0) >= limit:
             tx.queue_for_digest(
-                sub.id, item.item_id, item.revision, _HOURLY.next_after(now, zone).timestamp(), payload
+                sub.id, item.item_id, item.revision, _HOURLY.next_after(now, zone).timestamp(), queued.payload
             )
             return "overflow"
-        self._enqueue(tx, sub, match, payload, alert_id_for(sub.id, item.item_id, item.revision))
+        self._enqueue(tx, sub, match, queued, alert_id_for(sub.id, item.item_id, item.revision))
         return "queued"
 
-    def _enqueue(self, tx: Routing, sub: Subscription, match: Match, payload: str, alert_id: str) -> None:
+    def _enqueue(self, tx: Routing, sub: Subscription, match: Match, queued: Queued, alert_id: str) -> None:
         tx.enqueue(
             alert_id,
             sub.id,
             "alert",
             channel_kind(sub.spec.to),
-            payload,
+            queued.payload,
             topic_id=match.topic_id,
             item_id=match.item.item_id,
             published_at=match.item.fetched_at.timestamp(),
+            traceparent=queued.traceparent,
         )
 
 

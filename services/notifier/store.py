@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from newswatch.shared.config import SubscriptionConfig
 from newswatch.shared.db import insert_new, migrate, transaction, upsert
+from newswatch.shared.tracing import trace_id
 
 COMPONENT = "notifier"
 MIGRATIONS: list[list[str]] = [
@@ -78,6 +79,7 @@ MIGRATIONS: list[list[str]] = [
         "payload TEXT NOT NULL, digest_id VARCHAR(64), PRIMARY KEY (subscription_id, item_id, revision))",
         "CREATE INDEX nw_digest_entries_due ON nw_digest_entries (digest_id, due_at)",
     ],
+    ["ALTER TABLE nw_deliveries ADD COLUMN traceparent VARCHAR(55)"],
 ]
 
 _meta = MetaData()
@@ -137,6 +139,7 @@ DELIVERIES = Table(
     Column("failure", String(32)),
     Column("last_error", Text),
     Column("payload", Text, nullable=False),
+    Column("traceparent", String(55)),
 )
 DIGEST_ENTRIES = Table(
     "nw_digest_entries",
@@ -196,6 +199,7 @@ class Delivery:
     failure: str | None
     last_error: str | None
     payload: str
+    traceparent: str | None = None  # the match's trace (W3C), for logs and the webhook
 
     def as_dict(self) -> dict[str, Any]:
         """For the API's delivery log (without the payload)."""
@@ -212,6 +216,7 @@ class Delivery:
             "delivered_at": self.delivered_at,
             "failure": self.failure,
             "error": self.last_error,
+            "trace_id": trace_id(self.traceparent),
         }
 
 
@@ -325,6 +330,7 @@ class Routing:
         topic_id: str | None = None,
         item_id: str | None = None,
         published_at: float | None = None,
+        traceparent: str | None = None,
     ) -> None:
         """A delivery to make now; a row that exists already (a redelivered match) is kept."""
         insert_new(
@@ -343,6 +349,7 @@ class Routing:
                 "created_at": self.now,
                 "published_at": published_at,
                 "payload": payload,
+                "traceparent": traceparent,
             },
             ("alert_id",),
         )

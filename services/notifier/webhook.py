@@ -94,7 +94,13 @@ def make_client(timeout: float, guard: NetGuard, user_agent: str) -> httpx.Clien
 
 
 def post_webhook(
-    client: httpx.Client, url: str, message_id: str, body: dict[str, Any], secret: str, now: datetime
+    client: httpx.Client,
+    url: str,
+    message_id: str,
+    body: dict[str, Any],
+    secret: str,
+    now: datetime,
+    traceparent: str | None = None,
 ) -> None:
     """POST once; 2xx is success, 408/429/5xx/network are transient, other 4xx permanent."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -105,6 +111,8 @@ def post_webhook(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secret, message_id, timestamp, data),
     }
+    if traceparent:
+        headers["traceparent"] = traceparent
     try:
         response = client.post(url, content=data, headers=headers)
     except BlockedAddressError as exc:

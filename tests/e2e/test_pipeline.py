@@ -8,6 +8,7 @@ without restarting the matcher.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,9 +25,10 @@ import yaml
 from newswatch.demo.feed_server import FeedEntry, FeedServer
 from newswatch.demo.receiver import WebhookReceiver
 from newswatch.shared.broker import EmbeddedBroker
-from newswatch.shared.contract import ALERTS, MATCHES
+from newswatch.shared.contract import ALERTS, ITEMS, MATCHES
 from newswatch.shared.processes import free_port
-from tests.support.kafka import read_json
+from newswatch.shared.tracing import from_headers, trace_id
+from tests.support.kafka import read_json, read_records
 from tests.support.procs import ServiceProcess, http_ok, metric_value
 from tests.support.waiting import wait_for
 
@@ -115,6 +117,17 @@ def test_pipeline_end_to_end(
         snippet = body["why"]["snippet"]
         assert any(snippet[s:e] == "North Korean" for s, e in body["why"]["highlights"])
         assert "deployed" in body["why"]["terms"]["deployment"]
+        # the trace started by the fetcher reaches the webhook and every service's logs
+        trace = trace_id(headers.get("traceparent"))
+        (item_record,) = [
+            r
+            for r in read_records(broker.bootstrap, ITEMS)
+            if json.loads(r.value)["item_id"] == body["item"]["id"]
+        ]
+        assert trace is not None and trace == trace_id(from_headers(item_record.headers))
+        for name in ("matcher", "notifier"):
+            log_path = procs[name].log_path
+            wait_for(lambda: trace in log_path.read_text(), 10, what=f"the trace in the {name} log")  # noqa: B023
 
         # 2. restart fetcher and notifier: no second alert for the same item
         matcher_pid = procs["matcher"].pid
