@@ -42,4 +42,6 @@ if need kubectl kubernetes-client; then
         echo "k8s overlay $name: rendered and valid"
     done
 fi
+# Every metric in the dashboard and the rules is exported; compose and Kubernetes settings load.
+"$BIN/pytest" -q -p no:cacheprovider tests/unit/test_deploy.py
 echo "lint-deploy: all checks passed"
