@@ -27,11 +27,12 @@ from newswatch.fetcher.isolated_parse import parse_feed_capped
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import feed_context, normalize_entry
 from newswatch.fetcher.pending import PendingBatch, settle
-from newswatch.fetcher.schedule import Hints, hints_from, observed_gap, parse_retry_after
+from newswatch.fetcher.schedule import Hints, hints_from, observed_gap
 from newswatch.fetcher.state import FeedState, FetcherStore
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.contract import FEED_HEALTH, ITEMS, FeedHealth, Item, encode
 from newswatch.shared.db import StoreError
+from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.errors import PublishError
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import PartialPublishError, Publisher, Record

@@ -18,7 +18,6 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 _PERIODS = {
     "hourly": 3600.0,
@@ -137,17 +136,3 @@ def next_after_error(
     if retry_after is not None:
         seconds = max(seconds, min(retry_after, 86400.0))
     return now + timedelta(seconds=seconds)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, (when - now).total_seconds())

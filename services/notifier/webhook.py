@@ -13,8 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ import httpx
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.render import AlertView
 from newswatch.shared.contract import Match
+from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.errors import BlockedAddressError
 from newswatch.shared.netguard import NetGuard, guarded_transport
 
@@ -130,21 +130,5 @@ def post_webhook(
         f"{url}: HTTP {status}",
         permanent=permanent,
         reason=reason,
-        retry_after=retry_after(response.headers.get("Retry-After"), now),
+        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
     )
-
-
-def retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds asked for by a Retry-After header (delay or HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

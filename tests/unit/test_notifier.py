@@ -22,10 +22,11 @@ from newswatch.notifier.fingerprint import distance, fingerprint
 from newswatch.notifier.render import render, subject, view
 from newswatch.notifier.router import alert_id_for
 from newswatch.notifier.store import Report, new_secret, signed, unsigned
-from newswatch.notifier.webhook import alert_body, digest_body, make_client, post_webhook, retry_after, sign
+from newswatch.notifier.webhook import alert_body, digest_body, make_client, post_webhook, sign
 from newswatch.shared.cadence import parse_cadence, parse_quiet_hours
 from newswatch.shared.config import NotifierSettings
 from newswatch.shared.contract import Item, Match, MatchReason, Source
+from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.netguard import NetGuard
 from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
@@ -160,10 +161,11 @@ def test_webhook_success_transient_and_permanent_failures() -> None:
 
 
 def test_retry_after_seconds_and_dates() -> None:
-    assert retry_after("120", NOW) == 120.0
-    assert retry_after("Wed, 25 Nov 2026 09:05:00 GMT", NOW) == 300.0
-    assert retry_after("Wed, 25 Nov 2026 08:00:00 GMT", NOW) == 0.0
-    assert retry_after("soon", NOW) is None and retry_after(None, NOW) is None
+    assert parse_retry_after("120", NOW) == 120.0
+    assert parse_retry_after("Wed, 25 Nov 2026 09:05:00 GMT", NOW) == 300.0
+    assert parse_retry_after("Wed, 25 Nov 2026 09:05:00", NOW) == 300.0  # no zone: UTC
+    assert parse_retry_after("Wed, 25 Nov 2026 08:00:00 GMT", NOW) == 0.0
+    assert parse_retry_after("soon", NOW) is None and parse_retry_after(None, NOW) is None
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

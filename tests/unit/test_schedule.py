@@ -11,8 +11,8 @@ from newswatch.fetcher.schedule import (
     next_after_error,
     next_after_success,
     observed_gap,
-    parse_retry_after,
 )
+from newswatch.shared.durations import parse_retry_after
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday
 POLICY = Policy(min_interval=60, max_interval=3600, unhealthy_after=10, jitter=0.2)
