@@ -160,9 +160,10 @@ class Dispatcher:
             )
             return
         matches = _matches(delivery)
-        alert_ids = [alert_id_for(sub.id, m.item.item_id, m.item.revision) for m in matches]
         if delivery.kind == "alert":
             alert_ids = [delivery.alert_id]
+        else:  # each alert of a digest keeps the id it would have had on its own
+            alert_ids = [alert_id_for(sub.id, m.item.item_id, m.item.revision) for m in matches]
         also = self._store.also_reported(sub.id, [m.item.item_id for m in matches])
         sent_at = datetime.fromtimestamp(now, UTC)
         out = Outgoing(

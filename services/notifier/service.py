@@ -70,11 +70,10 @@ def publish_topics(store: NotifierStore, publisher: Publisher) -> int:
 class SenderLoop(threading.Thread):
     """Runs the dispatcher until ``stop``; woken early when the router queued something."""
 
-    def __init__(self, dispatcher: Dispatcher, health: Health, stop: threading.Event) -> None:
+    def __init__(self, dispatcher: Dispatcher, stop: threading.Event) -> None:
         super().__init__(name="notifier-sender", daemon=True)
         self.dispatcher = dispatcher
         self.wake = threading.Event()
-        self._health = health
         self._halt = stop
 
     def run(self) -> None:
@@ -114,7 +113,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     dispatcher = Dispatcher(
         store, channels(client, config.notifier.smtp), publisher, metrics, config.notifier
     )
-    sender = SenderLoop(dispatcher, health, stop)
+    sender = SenderLoop(dispatcher, stop)
     api = None
     consumer = None
     try:
