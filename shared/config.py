@@ -296,6 +296,9 @@ class NotifierSettings(_Frozen):
         description="an alert still undelivered this long after its match is abandoned",
     )
     senders: int = Field(default=8, ge=1, le=256, description="deliveries in flight at once (threads)")
+    topics_check: Duration = Field(
+        default=60.0, ge=1.0, description="how often newswatch.topics is checked against the stored topics"
+    )
     duplicate_window: Duration = Field(
         default=172_800.0, ge=0, description="how long an alerted story suppresses its near-duplicates"
     )

@@ -95,6 +95,11 @@ class NotifierMetrics:
             "Delivered alerts that could not be published to newswatch.alerts.",
             registry=registry,
         )
+        self.topics_republished = Counter(
+            "newswatch_notifier_topics_republished_total",
+            "Stored topics published again because newswatch.topics no longer held them (a broker that lost its data).",
+            registry=registry,
+        )
         self.pruned = Counter(
             "newswatch_notifier_pruned_rows_total",
             "Rows forgotten: stories past the dedup horizon, finished deliveries past the log retention.",

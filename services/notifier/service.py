@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
@@ -22,16 +21,16 @@ from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
 from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.stream import AlertHub, AlertTail
+from newswatch.notifier.topic_repair import TopicCheck, publish_topics
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.config import Config
-from newswatch.shared.contract import ALL_TOPICS, MATCHES, TOPICS, TopicDefinition, encode
+from newswatch.shared.contract import ALL_TOPICS, MATCHES
 from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_io import (
     ConsumerLoop,
     Publisher,
-    Record,
     ensure_topics,
     make_consumer,
     producer_factory,
@@ -51,20 +50,6 @@ def reconcile(store: NotifierStore, config: Config) -> None:
         store.put_topic(topic.id, topic.query, CONFIG_OWNER)
     for sub in config.subscriptions:
         store.put_subscription(sub, CONFIG_OWNER)
-
-
-def publish_topics(store: NotifierStore, publisher: Publisher) -> int:
-    """Every stored topic to ``newswatch.topics``: repairs a broker that lost its data."""
-    topics = store.topics()
-    records = [
-        Record(
-            TOPICS, topic_id, encode(TopicDefinition(id=topic_id, query=query, updated_at=datetime.now(UTC)))
-        )
-        for topic_id, query, _owner in topics
-    ]
-    if records:
-        publisher.publish(records)
-    return len(records)
 
 
 class SenderLoop(threading.Thread):
@@ -124,6 +109,9 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         routes = Routes(store)
         hub = AlertHub()
         AlertTail(bootstrap, config.kafka, hub, stop).start()
+        TopicCheck(
+            store, publisher, bootstrap, config.kafka, metrics, stop, config.notifier.topics_check
+        ).start()
         api = ApiServer(
             make_app(store, publisher, routes, config, hub), config.http.host, config.http.api_port
         )

@@ -26,8 +26,9 @@ from newswatch.notifier.intake import MatchIntake, Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.render import view
 from newswatch.notifier.router import Router, alert_id_for
-from newswatch.notifier.service import publish_topics, reconcile
+from newswatch.notifier.service import reconcile
 from newswatch.notifier.store import NotifierStore
+from newswatch.notifier.topic_repair import publish_topics
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import (

@@ -5,10 +5,17 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
+from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
 from newswatch.notifier.store import NotifierStore
-from newswatch.shared.config import NotifierSettings, SubscriptionConfig
+from newswatch.notifier.topic_repair import publish_topics, repair, topics_on_broker
+from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.config import KafkaSettings, NotifierSettings, SubscriptionConfig
+from newswatch.shared.contract import ALL_TOPICS, TOPICS
 from newswatch.shared.db import make_engine
+from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
 from tests.support.notifier import make_match
 
 
@@ -63,4 +70,38 @@ def test_tokens_are_stored_hashed(db_url: str) -> None:
             rows = conn.exec_driver_sql("SELECT token_hash FROM nw_tokens").all()
         assert rows and token not in {r[0] for r in rows}
     finally:
+        store.close()
+
+
+def test_topics_lost_by_the_broker_are_published_again(
+    tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    """A broker restarted empty: the check finds the stored topics missing and re-publishes
+    them, without restarting the notifier (the same publisher and store carry on)."""
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    store = NotifierStore(make_engine(f"sqlite:///{tmp_path}/n.sqlite3"))
+    metrics = NotifierMetrics(CollectorRegistry())
+    publisher = Publisher(
+        producer_factory(broker.bootstrap, kafka_settings, "test"),
+        metrics.pipeline,
+        send_timeout=5,
+        backoff=0.2,
+    )
+    stop = threading.Event()
+    try:
+        store.put_topic("nk", "North Korea", "alice")
+        store.put_topic("heat", "heat wave", "alice")
+        assert publish_topics(store, publisher) == 2
+        assert repair(store, publisher, broker.bootstrap, kafka_settings, metrics, stop) == 0
+        broker.stop()  # the embedded broker keeps nothing: it comes back empty
+        broker.start()
+        ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+        assert topics_on_broker(broker.bootstrap, kafka_settings, stop) == set()
+        assert repair(store, publisher, broker.bootstrap, kafka_settings, metrics, stop) == 2
+        assert topics_on_broker(broker.bootstrap, kafka_settings, stop) == {"nk", "heat"}
+        assert metrics.topics_republished._value.get() == 2
+        publisher.publish([Record(TOPICS, "heat", None)])  # deleted through another path: a tombstone
+        assert topics_on_broker(broker.bootstrap, kafka_settings, stop) == {"nk"}
+    finally:
+        publisher.close()
         store.close()
