@@ -52,15 +52,7 @@ class TableReader:
         while not stop.is_set() and time.monotonic() < deadline:
             self.poll(apply, 200)
             highs = [self._consumer.highwater(tp) for tp in self._partitions]
-            beyond = [
-                tp
-                for tp, high in zip(self._partitions, highs, strict=True)
-                if high is not None and self._consumer.position(tp) > high
-            ]
-            if beyond:
-                # A start past the end: the broker lost its data and restarted its offsets
-                # at 0 (Kafka resets such a fetch by itself; not every broker does).
-                self._consumer.seek_to_beginning(*beyond)
+            if self._rewind_beyond_end():
                 continue
             if all(h is not None for h in highs) and all(
                 self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
@@ -70,7 +62,11 @@ class TableReader:
             raise KafkaUnavailableError(f"could not read {self._topic} to its end within {timeout:.0f}s")
 
     def poll(self, apply: Apply, timeout_ms: int = 0) -> None:
-        """Hand every record fetched now to ``apply`` in one call (empty batches are skipped)."""
+        """Hand every record fetched now to ``apply`` in one call (empty batches are skipped).
+
+        A reader left past the end (the broker lost its data while we read) starts again from
+        the beginning, so records published after the loss are not skipped.
+        """
         try:
             batch = self._consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
@@ -78,6 +74,22 @@ class TableReader:
         records = [m for messages in batch.values() for m in messages]
         if records:
             apply(records)
+        self._rewind_beyond_end()
+
+    def _rewind_beyond_end(self) -> bool:
+        """Seeks to the beginning every partition whose position is past its highwater.
+
+        That happens when the broker lost its data and restarted its offsets at 0: Kafka
+        resets such a fetch by itself (auto_offset_reset), not every broker does.
+        """
+        beyond = [
+            tp
+            for tp in self._partitions
+            if (high := self._consumer.highwater(tp)) is not None and self._consumer.position(tp) > high
+        ]
+        if beyond:
+            self._consumer.seek_to_beginning(*beyond)
+        return bool(beyond)
 
     def close(self) -> None:
         self._consumer.close()
