@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed') pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint lint-deploy typecheck unit integration e2e install clean
+.PHONY: demo test test-chaos lint lint-deploy typecheck unit integration e2e install clean
 
 # The venv is rebuilt when pyproject.toml changes; the package is reinstalled (not editable:
 # the fixed repo layout maps onto the `newswatch.*` import names only in an installed copy)
@@ -38,6 +38,10 @@ lint: install
 # Deployment files: yamllint, promtool check config/rules and the alert rules' unit tests.
 lint-deploy: install
 	BIN=$(BIN) deploy/lint.sh
+
+# Fault injection against the whole pipeline (also part of make test while it is short).
+test-chaos: install
+	$(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

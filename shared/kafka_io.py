@@ -390,7 +390,12 @@ class ConsumerLoop:
             log.warning("offset commit failed; records will be processed again", extra={"error": str(exc)})
 
     def _update_lag(self) -> None:
+        """Lag from the consumer's own highwater (not ListOffsets), and a rewind of any
+        partition whose position lies past its end: the broker lost its data and restarted
+        its offsets at 0. Kafka resets such a fetch itself (auto_offset_reset); not every
+        broker does, and without this the records published after the loss would be skipped."""
         lag: dict[str, int] = {}
+        beyond: list[TopicPartition] = []
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             if high is None:
@@ -400,6 +405,14 @@ class ConsumerLoop:
             except KafkaError:
                 continue
             if position is not None:
+                if position > high:
+                    beyond.append(tp)
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
         for topic, value in lag.items():
             self._metrics.consumer_lag.labels(topic).set(value)
+        if beyond:
+            log.warning(
+                "consumer position past the end of the log (the broker lost its data): reading from the start",
+                extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in beyond]},
+            )
+            self._consumer.seek_to_beginning(*beyond)
