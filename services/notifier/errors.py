@@ -16,7 +16,3 @@ class DeliveryError(NewswatchError):
         self.permanent = permanent
         self.reason = reason  # bounded metric label
         self.retry_after = retry_after
-
-
-class ChannelError(NewswatchError):
-    """A subscription's channel URL cannot be used (unsupported or malformed)."""

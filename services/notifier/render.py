@@ -20,7 +20,6 @@ from markupsafe import Markup
 from newswatch.notifier.store import Report
 from newswatch.shared.contract import Match
 
-FORMATS = ("text", "markdown", "html")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
 
 

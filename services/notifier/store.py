@@ -153,11 +153,6 @@ DIGEST_ENTRIES = Table(
     Column("digest_id", String(64)),
 )
 
-#: Delivery statuses: waiting or retrying; delivered; given up (dead-lettered).
-STATUSES = ("pending", "delivered", "dead")
-#: Delivery kinds: one alert for one match, or one digest of several.
-KINDS = ("alert", "digest")
-
 
 @dataclass(frozen=True)
 class Subscription:
@@ -186,11 +181,11 @@ class Delivery:
 
     alert_id: str
     subscription_id: str
-    kind: str
+    kind: str  # alert (one match) or digest (several)
     topic_id: str | None
     item_id: str | None
     channel: str
-    status: str
+    status: str  # pending (to send or retry), delivered, or dead (given up)
     attempts: int
     next_attempt_at: float
     created_at: float
@@ -690,16 +685,3 @@ class NotifierStore:
 def _subscription(row: Any) -> Subscription:
     spec = SubscriptionConfig.model_validate_json(row[0])
     return Subscription(spec, row[1], row[2])
-
-
-__all__ = [
-    "DELIVERIES",
-    "KINDS",
-    "STATUSES",
-    "Delivery",
-    "NotifierStore",
-    "Report",
-    "Routing",
-    "Story",
-    "Subscription",
-]

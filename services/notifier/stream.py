@@ -45,11 +45,6 @@ class AlertHub:
         with self._lock:
             self._clients.pop(queue, None)
 
-    @property
-    def clients(self) -> int:
-        with self._lock:
-            return len(self._clients)
-
     def publish(self, alert: Alert) -> None:
         with self._lock:
             clients = list(self._clients.items())
