@@ -311,6 +311,33 @@ def dlq_record(message: Any, error: Exception, service: str) -> Record:
     return Record(DLQ, key, message.value, headers)
 
 
+def rewind_past_end(consumer: Any, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
+    """Seeks to the beginning every partition whose position lies past its highwater.
+
+    That happens when the broker lost its data and restarted its offsets at 0. Kafka resets
+    such a fetch by itself (auto_offset_reset); not every broker does, and a reader left
+    there would skip the records published after the loss. Returns the partitions rewound.
+    """
+    beyond = []
+    for tp in partitions:
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        try:
+            position = consumer.position(tp, timeout_ms=100)
+        except KafkaError:
+            continue
+        if position is not None and position > high:
+            beyond.append(tp)
+    if beyond:
+        log.warning(
+            "position past the end of the log (the broker lost its data): reading from the start",
+            extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in beyond]},
+        )
+        consumer.seek_to_beginning(*beyond)
+    return beyond
+
+
 class ConsumerLoop:
     """Polls a group consumer and hands each record to ``handler`` in partition order.
 
@@ -390,12 +417,9 @@ class ConsumerLoop:
             log.warning("offset commit failed; records will be processed again", extra={"error": str(exc)})
 
     def _update_lag(self) -> None:
-        """Lag from the consumer's own highwater (not ListOffsets), and a rewind of any
-        partition whose position lies past its end: the broker lost its data and restarted
-        its offsets at 0. Kafka resets such a fetch itself (auto_offset_reset); not every
-        broker does, and without this the records published after the loss would be skipped."""
+        """Lag from the consumer's own highwater (not ListOffsets); then a rewind of any
+        partition left past the end of its log (see ``rewind_past_end``)."""
         lag: dict[str, int] = {}
-        beyond: list[TopicPartition] = []
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             if high is None:
@@ -405,14 +429,7 @@ class ConsumerLoop:
             except KafkaError:
                 continue
             if position is not None:
-                if position > high:
-                    beyond.append(tp)
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
         for topic, value in lag.items():
             self._metrics.consumer_lag.labels(topic).set(value)
-        if beyond:
-            log.warning(
-                "consumer position past the end of the log (the broker lost its data): reading from the start",
-                extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in beyond]},
-            )
-            self._consumer.seek_to_beginning(*beyond)
+        rewind_past_end(self._consumer, self._consumer.assignment())

@@ -18,6 +18,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from newswatch.shared.errors import KafkaUnavailableError
+from newswatch.shared.kafka_io import rewind_past_end
 
 Apply = Callable[[list[Any]], None]
 
@@ -52,7 +53,7 @@ class TableReader:
         while not stop.is_set() and time.monotonic() < deadline:
             self.poll(apply, 200)
             highs = [self._consumer.highwater(tp) for tp in self._partitions]
-            if self._rewind_beyond_end():
+            if rewind_past_end(self._consumer, self._partitions):
                 continue
             if all(h is not None for h in highs) and all(
                 self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
@@ -74,22 +75,7 @@ class TableReader:
         records = [m for messages in batch.values() for m in messages]
         if records:
             apply(records)
-        self._rewind_beyond_end()
-
-    def _rewind_beyond_end(self) -> bool:
-        """Seeks to the beginning every partition whose position is past its highwater.
-
-        That happens when the broker lost its data and restarted its offsets at 0: Kafka
-        resets such a fetch by itself (auto_offset_reset), not every broker does.
-        """
-        beyond = [
-            tp
-            for tp in self._partitions
-            if (high := self._consumer.highwater(tp)) is not None and self._consumer.position(tp) > high
-        ]
-        if beyond:
-            self._consumer.seek_to_beginning(*beyond)
-        return bool(beyond)
+        rewind_past_end(self._consumer, self._partitions)
 
     def close(self) -> None:
         self._consumer.close()
