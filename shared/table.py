@@ -79,3 +79,14 @@ class TableReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def read_to_end(consumer: Any, topic: str, stop: threading.Event, apply: Apply) -> None:
+    """Reads ``topic`` once, from the beginning to the highwater seen at the start, handing
+    each batch to ``apply``; the consumer (groupless) is closed afterwards."""
+    reader = TableReader(consumer, topic)
+    try:
+        reader.assign(stop)
+        reader.catch_up(stop, apply)
+    finally:
+        reader.close()

@@ -22,7 +22,7 @@ from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ITEMS, MATCHES, Item, Match, MatchReason, decode, encode
 from newswatch.shared.errors import ContractError
 from newswatch.shared.kafka_io import Record, make_consumer, publish_once
-from newswatch.shared.table import TableReader
+from newswatch.shared.table import read_to_end
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,7 @@ def recent_items(
             latest[item.item_id] = item  # a later revision replaces the earlier one
 
     stop = stop or threading.Event()
-    reader = TableReader(make_consumer(bootstrap, settings, None, "newswatch-replay"), ITEMS)
-    try:
-        reader.assign(stop)
-        reader.catch_up(stop, collect)
-    finally:
-        reader.close()
+    read_to_end(make_consumer(bootstrap, settings, None, "newswatch-replay"), ITEMS, stop, collect)
     return Recent(list(latest.values()), counts["read"], counts["skipped"])
 
 

@@ -20,7 +20,7 @@ from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.errors import NewswatchError
 from newswatch.shared.kafka_io import Publisher, Record, make_consumer
-from newswatch.shared.table import TableReader
+from newswatch.shared.table import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,7 @@ def topics_on_broker(bootstrap: str, settings: KafkaSettings, stop: threading.Ev
             if record.key is not None:
                 latest[record.key.decode("utf-8", "replace")] = record.value is not None
 
-    reader = TableReader(make_consumer(bootstrap, settings, None, "newswatch-topic-check"), TOPICS)
-    try:
-        reader.assign(stop)
-        reader.catch_up(stop, collect)
-    finally:
-        reader.close()
+    read_to_end(make_consumer(bootstrap, settings, None, "newswatch-topic-check"), TOPICS, stop, collect)
     return {topic_id for topic_id, present in latest.items() if present}
 
 
