@@ -5,7 +5,8 @@ stream, apply, and the topic test bench."""
 from __future__ import annotations
 
 import json
-import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from newswatch.cli import main
 from newswatch.matcher.aliases import AliasTable
 from newswatch.matcher.topics import Compiler
 from newswatch.notifier.api import ApiServer, make_app
@@ -190,7 +190,15 @@ def test_apply_takes_yaml_and_reports_the_field_of_a_bad_one(api: Api) -> None:
     applied = api.call("POST", "/apply", api.alice, content=good.encode())
     assert applied.status_code == 200 and applied.json()["topics"] == ["nk"]
     assert applied.json()["secrets"]["s"].startswith("whsec_")
-    assert api.call("POST", "/apply", api.bob, content=good.encode()).status_code in (403, 422)
+    stolen = api.call("POST", "/apply", api.bob, content=good.encode())  # alice's subscription id
+    assert stolen.status_code == 422 and stolen.json()["detail"][0]["loc"] == [
+        "body",
+        "subscriptions",
+        0,
+        "id",
+    ]
+    topic_only = api.call("POST", "/apply", api.bob, content=b"topics: [{id: nk, query: Korea}]\n")
+    assert topic_only.status_code == 403  # alice's topic
 
 
 def test_dead_deliveries_are_visible_in_the_log(api: Api) -> None:
@@ -273,27 +281,24 @@ def test_topic_test_bench_through_the_api(api: Api) -> None:
     ] == ["query", "backfill"]
 
 
-def test_cli_apply_goes_through_the_api(
-    api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
-) -> None:
+def test_cli_apply_goes_through_the_api(api: Api, tmp_path: Path) -> None:
     document = tmp_path / "topics.yaml"
     document.write_text(
         "topics: [{id: nk, query: Korea}]\nsubscriptions: [{id: s, topics: [nk], to: 'http://127.0.0.1:9/h'}]\n"
     )
     token = api.alice["Authorization"].split()[1]
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
 
-    def restore_logging() -> None:  # main() sets up logging for a whole process
-        root.handlers = handlers
-        root.setLevel(level)
+    def apply() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "newswatch", "apply", "-f", str(document), "--server", api.url]
+        return subprocess.run(
+            [*command, "--token", token], capture_output=True, text=True, timeout=60, check=False
+        )
 
-    request.addfinalizer(restore_logging)
-    assert main(["apply", "-f", str(document), "--server", api.url, "--token", token]) == 0
-    out = capsys.readouterr().out
-    assert "applied 1 topic(s), 1 subscription(s)" in out and "webhook secret whsec_" in out
+    done = apply()
+    assert done.returncode == 0, done.stderr
+    assert "applied 1 topic(s), 1 subscription(s)" in done.stdout and "webhook secret whsec_" in done.stdout
     stored = api.store.subscription("s")
     assert stored is not None and stored.owner == "alice"
     document.write_text("topics: [{id: nk, query: 'North AND (Korea'}]\n")
-    assert main(["apply", "-f", str(document), "--server", api.url, "--token", token]) == 2
-    assert "topics" in capsys.readouterr().err
+    refused = apply()
+    assert refused.returncode == 2 and "topics" in refused.stderr
