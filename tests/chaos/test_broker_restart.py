@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from newswatch.demo.feed_server import FeedEntry, FeedServer
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
+from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess
 from tests.support.waiting import wait_for
 
@@ -29,19 +29,14 @@ def test_pipeline_recovers_from_a_broker_that_lost_its_data(tmp_path: Path, brok
         "Feed",
         [FeedEntry("a", "Troops deployment before", "Text.", f"{server.base_url}/a", now)],
     )
-    config = {
-        "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "allow_networks": ["127.0.0.0/8"],
-        "state_dir": str(tmp_path / "state"),
-        "http": {"api_port": 0},
-        "fetcher": {"start_spread": "0s"},
-        "notifier": {"topics_check": "2s"},
-        "feeds": [{"url": f"{server.base_url}/feed.xml", "interval": "1s"}],
-        "topics": [{"id": "deploy", "query": "troops deployment"}],
-        "subscriptions": [{"id": "ops", "topics": ["deploy"], "to": hook.url}],
-    }
-    config_path = tmp_path / "newswatch.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_config(
+        tmp_path,
+        fetcher={"start_spread": "0s"},
+        notifier={"topics_check": "2s"},
+        feeds=[{"url": f"{server.base_url}/feed.xml", "interval": "1s"}],
+        topics=[{"id": "deploy", "query": "troops deployment"}],
+        subscriptions=[{"id": "ops", "topics": ["deploy"], "to": hook.url}],
+    )
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
     procs = [
         ServiceProcess(

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from newswatch.demo.feed_server import FeedEntry, FeedServer
 from newswatch.shared.broker import EmbeddedBroker
@@ -19,6 +18,7 @@ from newswatch.shared.contract import ITEMS
 from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
 from tests.support.kafka import read_json
+from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess, http_ok
 from tests.support.waiting import wait_for
 
@@ -35,19 +35,14 @@ def test_sigterm_each_service_in_turn_loses_and_duplicates_nothing(
     for f in range(FEEDS):
         server.set_feed(f"/feed{f}.xml", f"Feed {f}", [])
     ports = {name: free_port() for name in ("fetcher", "matcher", "notifier")}
-    config = {
-        "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "allow_networks": ["127.0.0.0/8"],
-        "state_dir": str(tmp_path / "state"),
-        "http": {"api_port": 0},
-        "fetcher": {"start_spread": "0s", "backfill_max_items": 1000, "stop_grace": "10s"},
-        "notifier": {"timeout": "2s", "smtp": {"timeout": "2s"}},
-        "feeds": [{"url": f"{server.base_url}/feed{f}.xml", "interval": "1s"} for f in range(FEEDS)],
-        "topics": [{"id": "deploy", "query": "troops deployment"}],
-        "subscriptions": [{"id": "ops", "topics": ["deploy"], "to": hook.url}],
-    }
-    config_path = tmp_path / "newswatch.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_config(
+        tmp_path,
+        fetcher={"start_spread": "0s", "backfill_max_items": 1000, "stop_grace": "10s"},
+        notifier={"timeout": "2s", "smtp": {"timeout": "2s"}},
+        feeds=[{"url": f"{server.base_url}/feed{f}.xml", "interval": "1s"} for f in range(FEEDS)],
+        topics=[{"id": "deploy", "query": "troops deployment"}],
+        subscriptions=[{"id": "ops", "topics": ["deploy"], "to": hook.url}],
+    )
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
     procs = {
         name: ServiceProcess(

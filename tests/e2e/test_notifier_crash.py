@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from newswatch.notifier.router import alert_id_for
@@ -26,6 +25,7 @@ from newswatch.shared.metrics import PipelineMetrics
 from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
 from tests.support.notifier import make_match
+from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess
 from tests.support.waiting import wait_for
 
@@ -71,25 +71,20 @@ def test_kill_9_while_matches_flow_loses_no_alert(
     rng = random.Random(11)
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     hook = HookServer().start()
-    config: dict[str, object] = {
-        "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "allow_networks": ["127.0.0.0/8"],
-        "state_dir": str(tmp_path / "state"),
-        "http": {"api_port": 0},
-        "notifier": {
+    database = {"database_url": request.getfixturevalue("postgres_url")} if backend == "postgresql" else {}
+    config_path = write_config(
+        tmp_path,
+        notifier={
             "senders": SENDERS,
             "retry_backoff": "100ms",
             "retry_backoff_max": "1s",
-            "timeout": "2s",  # the lease of a dead sender's rows: 2 x 2s + 10s
+            "timeout": "2s",
             "smtp": {"timeout": "2s"},
         },
-        "topics": [{"id": "nk", "query": "Korea"}],
-        "subscriptions": [{"id": "ops", "topics": ["nk"], "to": hook.url}],
-    }
-    if backend == "postgresql":
-        config["database_url"] = request.getfixturevalue("postgres_url")
-    config_path = tmp_path / "newswatch.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+        topics=[{"id": "nk", "query": "Korea"}],
+        subscriptions=[{"id": "ops", "topics": ["nk"], "to": hook.url}],
+        **database,
+    )
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
     args = ["notifier", "--config", str(config_path), "--http-port", str(free_port())]
     publisher = Publisher(

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from newswatch.shared.broker import EmbeddedBroker
@@ -25,6 +24,7 @@ from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
 from tests.support.kafka import read_records
 from tests.support.notifier import SmtpSink, make_match
+from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess, http_ok, metric_value
 from tests.support.waiting import wait_for
 
@@ -49,23 +49,19 @@ def test_notifier_process_alerts_once_per_story_and_logs_failures(
     hook, gone, smtp = HookServer().start(), HookServer().start(), SmtpSink().start()
     gone.reply(410)
     api_port, http_port = free_port(), free_port()
-    config: dict[str, object] = {
-        "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "allow_networks": ["127.0.0.0/8"],
-        "state_dir": str(tmp_path / "state"),
-        "http": {"api_port": api_port},
-        "notifier": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "sender": "alerts@newswatch.test"}},
-        "topics": [{"id": "nk", "query": "North Korea"}],
-        "subscriptions": [
+    database = {"database_url": request.getfixturevalue("postgres_url")} if backend == "postgresql" else {}
+    config_path = write_config(
+        tmp_path,
+        http={"api_port": api_port},
+        notifier={"smtp": {"host": "127.0.0.1", "port": smtp.port, "sender": "alerts@newswatch.test"}},
+        topics=[{"id": "nk", "query": "North Korea"}],
+        subscriptions=[
             {"id": "ops", "topics": ["nk"], "to": hook.url},
             {"id": "mail", "topics": ["nk"], "to": "mailto:desk@newswatch.test"},
             {"id": "gone", "topics": ["nk"], "to": gone.url},
         ],
-    }
-    if backend == "postgresql":
-        config["database_url"] = request.getfixturevalue("postgres_url")
-    config_path = tmp_path / "newswatch.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+        **database,
+    )
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
     notifier = ServiceProcess(
         "notifier", ["notifier", "--config", str(config_path), "--http-port", str(http_port)], env, tmp_path

@@ -22,6 +22,7 @@ from newswatch.demo.feed_server import FeedServer, demo_entries
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.processes import free_port, spawn, terminate
 from tests.support.hooks import HookServer
+from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess
 from tests.support.waiting import wait_for
 
@@ -76,18 +77,13 @@ def test_prometheus_scrapes_every_service_with_the_shipped_config(
     for path, (title, entries) in demo_entries(feeds.base_url, datetime.now(UTC)).items():
         feeds.set_feed(path, title, entries)
     ports = {name: free_port() for name in SERVICES}
-    config = {
-        "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "allow_networks": ["127.0.0.0/8"],
-        "state_dir": str(tmp_path / "state"),
-        "http": {"api_port": 0},
-        "fetcher": {"start_spread": "0s"},
-        "feeds": [{"url": f"{feeds.base_url}/world.xml", "interval": "2s"}],
-        "topics": [{"id": "nk-ukraine", "query": "North Korea Ukraine deployment"}],
-        "subscriptions": [{"id": "ops", "topics": ["nk-ukraine"], "to": hook.url}],
-    }
-    config_path = tmp_path / "newswatch.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_config(
+        tmp_path,
+        fetcher={"start_spread": "0s"},
+        feeds=[{"url": f"{feeds.base_url}/world.xml", "interval": "2s"}],
+        topics=[{"id": "nk-ukraine", "query": "North Korea Ukraine deployment"}],
+        subscriptions=[{"id": "ops", "topics": ["nk-ukraine"], "to": hook.url}],
+    )
     prom_path = tmp_path / "prometheus.yml"
     prom_path.write_text(yaml.safe_dump(local_config(ports)))
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
