@@ -18,7 +18,7 @@ from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 
 def test_pipeline_recovers_from_a_broker_that_lost_its_data(tmp_path: Path, broker: EmbeddedBroker) -> None:
