@@ -20,7 +20,8 @@ import Stemmer
 
 from newswatch.shared.languages import SNOWBALL
 
-_WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
+#: A word: letters and digits, with inner apostrophes (shared by documents, queries and the bench).
+WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 #: Suffixes that turn a place name into its adjective/demonym, longest first.
 _DEMONYM_SUFFIXES = ("ian", "ean", "ese", "an", "n", "i")
 _MIN_BASE = 4
@@ -51,11 +52,11 @@ class Token:
 
 def spans(text: str) -> list[tuple[str, int, int]]:
     """Words of ``text`` with their character offsets (the fast path of ``tokenize``)."""
-    return [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
+    return [(m.group(0), m.start(), m.end()) for m in WORD.finditer(text)]
 
 
 def tokenize(text: str) -> list[Token]:
-    return [Token(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
+    return [Token(m.group(0), m.start(), m.end()) for m in WORD.finditer(text)]
 
 
 def _normal(word: str) -> str:
