@@ -73,3 +73,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/state.sqlite3"
     else:
         yield request.getfixturevalue("postgres_url")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault-injection scenarios' alert counts (tests/chaos), one line per scenario run."""
+    from tests.support.chaos import report_lines
+
+    lines = report_lines()
+    if lines:
+        terminalreporter.section("chaos scenarios: alerts")
+        for line in lines:
+            terminalreporter.write_line(line)

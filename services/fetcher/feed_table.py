@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from newswatch.shared.config import FeedConfig
@@ -41,14 +41,21 @@ def effective_feeds(
 
 class FeedTable:
     def __init__(
-        self, consumer: Any, config_feeds: Sequence[FeedConfig], replica: int = 0, replicas: int = 1
+        self,
+        consumer: Any,
+        config_feeds: Sequence[FeedConfig],
+        replica: int = 0,
+        replicas: int = 1,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
+        """``on_error`` is called for each undecodable definition (the service counts them)."""
         self._reader = TableReader(consumer, FEEDS)
         self._config = list(config_feeds)
         self._replica = replica
         self._replicas = replicas
         self.overrides: dict[str, FeedDefinition] = {}
         self.errors = 0
+        self._on_error = on_error
 
     def load(self, stop: threading.Event, timeout: float = 60.0) -> None:
         self._reader.assign(stop, timeout)
@@ -81,6 +88,8 @@ class FeedTable:
                 definition = decode(FeedDefinition, record.value)
             except ContractError as exc:
                 self.errors += 1
+                if self._on_error is not None:
+                    self._on_error()
                 log.error("undecodable feed definition ignored", extra={"key": url, "error": str(exc)})
                 continue
             self.overrides[definition.url] = definition

@@ -39,6 +39,11 @@ class FetcherMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
+        self.feed_definition_errors = Counter(
+            "newswatch_fetcher_feed_definition_errors_total",
+            "Undecodable records on newswatch.feeds, ignored (the record stays on the topic).",
+            registry=registry,
+        )
         self.bytes = Counter(
             "newswatch_fetcher_bytes_total", "Feed body bytes read (after decompression).", registry=registry
         )

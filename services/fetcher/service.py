@@ -196,6 +196,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             config.feeds,
             settings.replica,
             settings.replicas,
+            on_error=metrics.feed_definition_errors.inc,
         )
         table.load(stop)
         health.set_not_ready("settling the publish journal")
