@@ -338,6 +338,55 @@ def rewind_past_end(consumer: Any, partitions: Iterable[TopicPartition]) -> list
     return beyond
 
 
+class LossGuard:
+    """Notices that the broker lost a topic's log, so a reader starts it again from offset 0.
+
+    A broker that restarts empty (the embedded one keeps nothing) recreates each topic under
+    a new topic id, with offsets from 0 again. A reader still positioned at its old offset
+    would skip every record published after the loss until the new log grows past that
+    offset, or, once it has, read from the middle. Two signs are checked before a batch is
+    handed on: the topic id in the client's metadata changed (the topic was recreated), or
+    the position lies past the highwater (see ``rewind_past_end``). Either way the partition
+    is sought to its beginning and the batch's records from it are dropped: they are read
+    again, in order, from offset 0.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._ids: dict[str, object] = {}
+
+    def _recreated(self, topics: Iterable[str]) -> set[str]:
+        # kafka-python keeps topic ids in its cluster metadata (``ClusterMetadata.topic_id``),
+        # reached through the consumer's client; a consumer without one is not watched.
+        cluster = getattr(getattr(self._consumer, "_client", None), "cluster", None)
+        topic_id = getattr(cluster, "topic_id", None)
+        if topic_id is None:
+            return set()
+        changed = set()
+        for topic in topics:
+            current = topic_id(topic)
+            if current is None:  # not (yet) in the metadata, e.g. while it is recreated
+                continue
+            prior = self._ids.get(topic)
+            if prior is not None and prior != current:
+                changed.add(topic)
+            self._ids[topic] = current
+        return changed
+
+    def check(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
+        """Rewinds the partitions whose log was lost; returns them."""
+        parts = list(partitions)
+        changed = self._recreated({tp.topic for tp in parts})
+        lost = [tp for tp in parts if tp.topic in changed]
+        if lost:
+            log.warning(
+                "topic recreated (the broker lost its data): reading it from the start",
+                extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in lost]},
+            )
+            self._consumer.seek_to_beginning(*lost)
+        return {*lost, *rewind_past_end(self._consumer, [tp for tp in parts if tp.topic not in changed])}
+
+
 class ConsumerLoop:
     """Polls a group consumer and hands each record to ``handler`` in partition order.
 
@@ -364,6 +413,7 @@ class ConsumerLoop:
         self._retry_backoff_max = retry_backoff_max
         self._sleep = sleep
         self._failures = 0
+        self._guard = LossGuard(consumer)
         self.last_poll = 0.0
 
     def run_once(self) -> int:
@@ -373,9 +423,12 @@ class ConsumerLoop:
         except KafkaError as exc:
             raise KafkaUnavailableError(f"poll failed: {exc}") from exc
         self.last_poll = time.monotonic()
+        lost = self._guard.check(self._consumer.assignment())
         done: dict[TopicPartition, int] = {}
         failed = False
         for tp, messages in batch.items():
+            if tp in lost:  # fetched from a log the broker no longer has: read again from 0
+                continue
             for message in messages:
                 try:
                     self._handler(message)
@@ -417,8 +470,7 @@ class ConsumerLoop:
             log.warning("offset commit failed; records will be processed again", extra={"error": str(exc)})
 
     def _update_lag(self) -> None:
-        """Lag from the consumer's own highwater (not ListOffsets); then a rewind of any
-        partition left past the end of its log (see ``rewind_past_end``)."""
+        """Lag from the consumer's own highwater (not ListOffsets)."""
         lag: dict[str, int] = {}
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
@@ -432,4 +484,3 @@ class ConsumerLoop:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
         for topic, value in lag.items():
             self._metrics.consumer_lag.labels(topic).set(value)
-        rewind_past_end(self._consumer, self._consumer.assignment())

@@ -9,6 +9,7 @@ the broker's end offsets.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,10 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from newswatch.shared.errors import KafkaUnavailableError
-from newswatch.shared.kafka_io import rewind_past_end
+from newswatch.shared.kafka_io import LossGuard
 
 Apply = Callable[[list[Any]], None]
+log = logging.getLogger(__name__)
 
 
 class TableReader:
@@ -28,6 +30,7 @@ class TableReader:
         self._consumer = consumer
         self._topic = topic
         self._partitions: list[TopicPartition] = []
+        self._guard = LossGuard(consumer)
 
     def assign(
         self, stop: threading.Event, timeout: float = 60.0, start: dict[int, int] | None = None
@@ -53,7 +56,7 @@ class TableReader:
         while not stop.is_set() and time.monotonic() < deadline:
             self.poll(apply, 200)
             highs = [self._consumer.highwater(tp) for tp in self._partitions]
-            if rewind_past_end(self._consumer, self._partitions):
+            if self._check():
                 continue
             if all(h is not None for h in highs) and all(
                 self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
@@ -65,17 +68,35 @@ class TableReader:
     def poll(self, apply: Apply, timeout_ms: int = 0) -> None:
         """Hand every record fetched now to ``apply`` in one call (empty batches are skipped).
 
-        A reader left past the end (the broker lost its data while we read) starts again from
-        the beginning, so records published after the loss are not skipped.
+        A reader whose log the broker lost while we read (see ``LossGuard``) starts again
+        from the beginning, so records published after the loss are not skipped.
         """
         try:
             batch = self._consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
             raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}") from exc
-        records = [m for messages in batch.values() for m in messages]
+        lost = self._check()
+        records = [m for tp, messages in batch.items() if tp not in lost for m in messages]
         if records:
             apply(records)
-        rewind_past_end(self._consumer, self._partitions)
+
+    def _check(self) -> set[TopicPartition]:
+        """The partitions whose log the broker lost (now read from the start). A topic
+        recreated after the loss may have another partition count (a client's metadata
+        request can auto-create it with the broker's default): all of them are read."""
+        lost = self._guard.check(self._partitions)
+        if lost:
+            parts = self._consumer.partitions_for_topic(self._topic)
+            if parts and sorted(parts) != [tp.partition for tp in self._partitions]:
+                log.warning(
+                    "topic recreated with other partitions",
+                    extra={"topic": self._topic, "partitions": sorted(parts)},
+                )
+                self._partitions = [TopicPartition(self._topic, p) for p in sorted(parts)]
+                self._consumer.assign(self._partitions)
+                self._consumer.seek_to_beginning(*self._partitions)
+                lost = set(self._partitions)
+        return lost
 
     def close(self) -> None:
         self._consumer.close()

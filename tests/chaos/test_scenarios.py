@@ -40,7 +40,10 @@ class Size:
 
 QUICK = Size("quick", kills=1, pause=8.0, outage=8.0, items=40)
 FULL = Size("full", kills=5, pause=30.0, outage=120.0, items=240)
-SIZES = [pytest.param(QUICK, id="quick"), pytest.param(FULL, id="full", marks=pytest.mark.chaos)]
+SIZES = [
+    pytest.param(QUICK, id="quick"),
+    pytest.param(FULL, id="full", marks=[pytest.mark.chaos, pytest.mark.timeout(900)]),
+]
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -51,3 +51,42 @@ def test_a_running_reader_rereads_from_the_start_after_the_broker_lost_its_data(
     finally:
         reader.close()
         publisher.close()
+
+
+def test_a_reader_does_not_skip_a_new_log_that_grew_past_its_old_position(
+    broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    """The broker restarts empty and 40 records land before the reader polls again, so every
+    partition's new log reaches past the reader's old position: it must still read all 40
+    (the topic id changed), not only the records past that position."""
+    ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+    metrics = PipelineMetrics(CollectorRegistry(), "test", "test")
+    publisher = Publisher(
+        producer_factory(broker.bootstrap, kafka_settings, "t"), metrics, send_timeout=5, backoff=0.2
+    )
+    seen: list[str] = []
+
+    def collect(records: list[Any]) -> None:
+        seen.extend(r.key.decode() for r in records)
+
+    stop = threading.Event()
+    reader = TableReader(make_consumer(broker.bootstrap, kafka_settings, None, "table-test"), TOPICS)
+    try:
+        publisher.publish([Record(TOPICS, f"before{n}", b"{}") for n in range(4)])
+        reader.assign(stop)
+        reader.catch_up(stop, collect)
+        assert len(seen) == 4
+        broker.stop()
+        broker.start()
+        ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
+        publisher.publish([Record(TOPICS, f"after{n}", b"{}") for n in range(40)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(set(seen)) < 44:
+            try:
+                reader.poll(collect, timeout_ms=200)
+            except KafkaUnavailableError:
+                time.sleep(0.2)
+        assert sorted(set(seen[4:])) == sorted(f"after{n}" for n in range(40))
+    finally:
+        reader.close()
+        publisher.close()

@@ -84,13 +84,18 @@ class Farm:
     that never ends, no Content-Length), ``html`` (an HTML page with a text/html type).
     """
 
-    def __init__(self, feeds: int, topics: dict[str, str], seed: int = 7) -> None:
+    def __init__(self, feeds: int, topics: dict[str, str], seed: int = 7, match_share: float = 0.8) -> None:
         self.rng = random.Random(seed)
         self.topics = topics  # topic id → its word
+        self.match_share = match_share
         self.entries: list[Entry] = []
+        self.first_served: dict[str, float] = {}  # item URL → when a feed body first held it
         self.modes = ["rss"] * feeds
+        self._by_feed: list[list[Entry]] = [[] for _ in range(feeds)]
         self.requests = Counter[str]()
         self._lock = threading.Lock()
+        self._ids = sorted(topics)
+        self._words = set(topics.values())
         self._vocab = self._filler(3000)
         farm = self
 
@@ -127,7 +132,7 @@ class Farm:
         words: set[str] = set()
         while len(words) < count:
             word = "".join(self.rng.choices(SYLLABLES, k=self.rng.randint(2, 4)))
-            if not any(t[:4] in word for t in self.topics.values()):
+            if not any(t[:4] in word for t in self._words):
                 words.add(word)
         return sorted(words)
 
@@ -146,13 +151,13 @@ class Farm:
 
     def publish(self, topic: str | None = None, feed: int | None = None) -> Entry:
         """One new item on a feed in ``rss`` mode; it matches ``topic`` (None: a random topic,
-        or filler one time in five)."""
+        or, one time in ``1 - match_share``, none)."""
         with self._lock:
             n = len(self.entries)
             healthy = [i for i, mode in enumerate(self.modes) if mode == "rss"]
             index = feed if feed is not None else self.rng.choice(healthy)
-            if topic is None and self.rng.random() >= 0.2:
-                topic = self.rng.choice(sorted(self.topics))
+            if topic is None and self.rng.random() < self.match_share:
+                topic = self.rng.choice(self._ids)
             words = self.rng.sample(self._vocab, 7)
             if topic is not None:
                 words.insert(self.rng.randint(0, 7), self.topics[topic])
@@ -169,11 +174,15 @@ class Farm:
                 topic,
             )
             self.entries.append(entry)
+            self._by_feed[index].append(entry)
             return entry
 
     def render(self, index: int) -> bytes:
+        now = time.monotonic()
         with self._lock:
-            entries = [e for e in self.entries if e.feed == index][-50:]
+            entries = self._by_feed[index][-50:]
+            for e in entries:
+                self.first_served.setdefault(e.url, now)
         items = "".join(
             f"<item><guid isPermaLink='false'>{e.guid}</guid><title>{escape(e.title)}</title>"
             f"<link>{e.url}</link><description>{escape(e.summary)}</description>"
@@ -237,6 +246,7 @@ class Receiver:
         self.fail_rate = fail_rate
         self.rng = random.Random(seed)
         self.delivered: list[tuple[str, str]] = []  # (subscription, item URL) per 2xx answer
+        self.arrivals: dict[tuple[str, str], float] = {}  # first 2xx answer, monotonic time
         self.refused = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -257,7 +267,9 @@ class Receiver:
                         receiver.refused += 1
                     else:
                         body: dict[str, Any] = json.loads(raw)
-                        receiver.delivered.append((body["subscription"], body["item"]["url"]))
+                        alert = (body["subscription"], body["item"]["url"])
+                        receiver.delivered.append(alert)
+                        receiver.arrivals.setdefault(alert, time.monotonic())
                 self.send_response(503 if failed else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
