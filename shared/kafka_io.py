@@ -75,9 +75,22 @@ class ProducerLike(Protocol):
 
 
 def producer_factory(bootstrap: str, settings: KafkaSettings, client_id: str) -> Callable[[], ProducerLike]:
-    """A factory so Publisher can rebuild its producer; injected for tests."""
+    """A factory so Publisher can rebuild its producer; injected for tests.
+
+    Clients never create topics themselves (``allow_auto_create_topics=False``): a topic
+    auto-created by a metadata request gets the broker's defaults (partition count, no
+    compaction), and a group consumer then misses the records of partitions it did not
+    know. Topics are created by ``ensure_topics`` only: at start-up by every service, and
+    again on every rebuild, since a producer is rebuilt after failed sends, which is what a
+    broker that lost its data (and its topics) causes.
+    """
+    builds = 0
 
     def build() -> ProducerLike:
+        nonlocal builds
+        builds += 1
+        if builds > 1:
+            ensure_topics(bootstrap, settings, ALL_TOPICS, deadline_s=settings.send_timeout)
         try:
             producer: ProducerLike = KafkaProducer(
                 bootstrap_servers=bootstrap.split(","),
@@ -90,6 +103,7 @@ def producer_factory(bootstrap: str, settings: KafkaSettings, client_id: str) ->
                 delivery_timeout_ms=max(int(settings.send_timeout * 1000), settings.request_timeout_ms + 5),
                 bootstrap_timeout_ms=int(settings.send_timeout * 1000),
                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                allow_auto_create_topics=False,
             )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"cannot create Kafka producer for {bootstrap}: {exc}") from exc
@@ -289,6 +303,7 @@ def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None,
             request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
             max_poll_records=200,
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            allow_auto_create_topics=False,  # see producer_factory
         )
     except KafkaError as exc:
         raise KafkaUnavailableError(f"cannot create Kafka consumer for {bootstrap}: {exc}") from exc
@@ -355,7 +370,8 @@ class LossGuard:
         self._consumer = consumer
         self._ids: dict[str, object] = {}
 
-    def _recreated(self, topics: Iterable[str]) -> set[str]:
+    def recreated(self, topics: Iterable[str]) -> set[str]:
+        """The topics among ``topics`` whose topic id changed since the last call."""
         # kafka-python keeps topic ids in its cluster metadata (``ClusterMetadata.topic_id``),
         # reached through the consumer's client; a consumer without one is not watched.
         cluster = getattr(getattr(self._consumer, "_client", None), "cluster", None)
@@ -376,7 +392,7 @@ class LossGuard:
     def check(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
         """Rewinds the partitions whose log was lost; returns them."""
         parts = list(partitions)
-        changed = self._recreated({tp.topic for tp in parts})
+        changed = self.recreated({tp.topic for tp in parts})
         lost = [tp for tp in parts if tp.topic in changed]
         if lost:
             log.warning(
@@ -451,6 +467,11 @@ class ConsumerLoop:
                     break
                 done[tp] = message.offset + 1
                 self._metrics.consumed.labels(tp.topic).inc()
+        # A batch fetched just before the broker lost its data may be handled after it came
+        # back empty: committing its offsets would place the group past records of the new
+        # log. The guard is asked again, and a recreated topic's offsets are not committed.
+        lost |= self._guard.check(self._consumer.assignment())
+        done = {tp: offset for tp, offset in done.items() if tp not in lost}
         if done:
             self._commit(done)
         self._update_lag()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
-from newswatch.shared.errors import PublishError
+from newswatch.shared.errors import KafkaUnavailableError, PublishError
 from newswatch.shared.kafka_io import (
     ConsumerLoop,
     Publisher,
@@ -116,3 +117,39 @@ def test_consumer_loop_retries_a_failed_record_and_commits_only_done_work(
         loop.run_once()
     assert again == []
     consumer.close()
+
+
+@pytest.mark.parametrize("partitions", [3, 4])
+def test_consumer_loop_does_not_skip_records_of_a_recreated_topic(
+    partitions: int, broker: EmbeddedBroker, kafka_settings: KafkaSettings
+) -> None:
+    """The broker restarts empty under a group consumer and 30 records land at once, so the
+    new logs grow past the consumer's old positions before it notices: every one of the 30
+    is still handled (duplicates are allowed: the loop is at-least-once). The topic comes
+    back with the same partitions, or with one more (as a broker's auto-creation can make it)."""
+    ensure_topics(broker.bootstrap, kafka_settings, [ITEMS])
+    publisher = Publisher(producer_factory(broker.bootstrap, kafka_settings, "t"), metrics(), send_timeout=5)
+    publisher.publish([Record(ITEMS, f"before{i}", f"before{i}".encode()) for i in range(12)])
+    handled: list[bytes] = []
+    consumer = make_consumer(broker.bootstrap, kafka_settings, "g-recreated", "t")
+    consumer.subscribe([ITEMS])
+    loop = ConsumerLoop(consumer, lambda m: handled.append(m.value), metrics(), poll_timeout_ms=200)
+    try:
+        wait_for(lambda: loop.run_once() is not None and len(handled) >= 12, 40, interval=0.01, what="before")
+        broker.stop()
+        broker.start()
+        ensure_topics(broker.bootstrap, kafka_settings.model_copy(update={"partitions": partitions}), [ITEMS])
+        publisher.publish([Record(ITEMS, f"after{i}", f"after{i}".encode()) for i in range(30)])
+        after = {f"after{i}".encode() for i in range(30)}
+
+        def all_after() -> bool:
+            with contextlib.suppress(KafkaUnavailableError):
+                loop.run_once()
+            return after <= set(handled)
+
+        with contextlib.suppress(AssertionError):
+            wait_for(all_after, 60, interval=0.01, what="every record published after the restart")
+        assert sorted(after - set(handled)) == []
+    finally:
+        consumer.close()
+        publisher.close()

@@ -30,7 +30,9 @@ from typing import Any
 import httpx
 
 from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.contract import ITEMS, MATCHES
 from newswatch.shared.processes import free_port
+from tests.support.kafka import read_records
 from tests.support.pipeline import write_config
 from tests.support.procs import ServiceProcess, http_ok, metric_value
 from tests.support.waiting import wait_for
@@ -450,6 +452,24 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
+def where_lost(pipeline: Pipeline, missing: set[tuple[str, str]]) -> str:
+    """Which stage lost the missing alerts: how many of their items are on newswatch.items
+    (and at which partition:offset) and on newswatch.matches now (read back from the broker)."""
+    urls = {url for _, url in missing}
+    on: dict[str, list[str]] = {}
+    for topic in (ITEMS, MATCHES):
+        on[topic] = []
+        for record in read_records(pipeline.broker.bootstrap, topic, idle_ms=1000):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                value = json.loads(record.value)
+                if (value.get("item") or value)["url"] in urls:
+                    on[topic].append(f"{record.partition}:{record.offset}")
+    return (
+        f"lost items: {len(urls)}, on {ITEMS}: {len(on[ITEMS])} ({' '.join(sorted(on[ITEMS]))}), "
+        f"on {MATCHES}: {len(on[MATCHES])}"
+    )
+
+
 def settle(pipeline: Pipeline, scenario: str, timeout: float = 120.0, note: str = "") -> Row:
     """Waits (bounded) until every expected alert arrived, then records and returns the row."""
     wait_delivered(pipeline, timeout)
@@ -465,6 +485,8 @@ def settle(pipeline: Pipeline, scenario: str, timeout: float = 120.0, note: str 
         duplicated=sum(n - 1 for n in counts.values() if n > 1),
         note=note,
     )
+    if row.missing:
+        row.note = (row.note + " " + where_lost(pipeline, expected - set(received))).strip()
     REPORT.append(row)
     unexpected = set(received) - expected
     assert not unexpected, f"alerts nobody should have had: {sorted(unexpected)[:5]}"

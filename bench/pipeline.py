@@ -1,0 +1,442 @@
+"""Pipeline load and soak benchmark: fetch → match → notify, the three services as OS processes
+on the embedded broker, a feed farm of ``--feeds`` feeds and ``--topics`` watch topics, a
+webhook receiver recording when each alert arrives. Measured in one run:
+
+- each stage alone on a backlog (its own broker): the fetcher polling every feed once with
+  new items on it, the matcher reading items already on ``newswatch.items``, the notifier
+  delivering matches already on ``newswatch.matches``: items/s and CPU per item;
+- the whole pipeline: a burst of items (throughput, items and alerts per second), then a
+  steady rate (end-to-end latency: the first time a feed body held the item to the webhook
+  receiving its alert, so the fetcher's poll wait is left out), CPU and RSS per service;
+- baselines: bare feedparser on the farm's feed bodies, raw kafka-python produce→consume of
+  item-sized records on the same broker, tokenize + stem of the items.
+
+``--soak SECONDS`` keeps the steady rate that long and reports each service's RSS every
+minute and its growth after the first five minutes.
+
+Run: ``.venv/bin/python bench/pipeline.py [--feeds 1000] [--topics 1000] [--burst 2000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import Stemmer
+from kafka import KafkaConsumer, KafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support
+
+from newswatch.matcher.text import WORD
+from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.contract import ALL_TOPICS, ITEMS, MATCHES, Item, Match, MatchReason, Source, encode
+from newswatch.shared.kafka_io import Record, ensure_topics, publish_once
+from newswatch.shared.processes import free_port
+from tests.conftest import TEST_KAFKA
+from tests.support.chaos import Farm, Receiver
+from tests.support.pipeline import write_config
+from tests.support.procs import ServiceProcess, http_ok
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait(probe: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:
+    """Seconds until ``probe`` holds (bounded); raises with ``what`` on timeout."""
+    started = time.monotonic()
+    for _ in range(int(timeout / interval) + 2):
+        if probe():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            break
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def running_broker() -> Iterator[EmbeddedBroker]:
+    """A fresh embedded broker for one measurement (each stage starts from empty topics)."""
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Counted:
+    """Counts the records on one topic as they arrive (a groupless reader in a thread)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.count = 0
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=200).values():
+                self.count += len(records)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        topic_words = {f"t{n:04d}": f"xq{n:04d}" for n in range(args.topics)}
+        self.farm = Farm(args.feeds, topic_words, seed=1, match_share=1.0).start()
+        self.receiver = Receiver().up()
+        ids = sorted(topic_words)
+        per = max(1, len(ids) // 10)
+        self.subscriptions = {f"s{n}": tuple(ids[n * per : (n + 1) * per]) for n in range(10)}
+        self.results: dict[str, Any] = {}
+
+    def config(self, tmp: Path, backfill: int = 100) -> Path:
+        """``backfill``: items a feed's first poll publishes (0 in the pipeline run: the items
+        of the earlier runs are old news there)."""
+        tmp.mkdir(parents=True, exist_ok=True)
+        return write_config(
+            tmp,
+            fetcher={"start_spread": "0s", "concurrency": 64, "per_host": 64, "backfill_max_items": backfill},
+            notifier={"senders": 8},
+            feeds=[{"url": url, "interval": f"{self.args.interval}s"} for url in self.farm.urls],
+            topics=[{"id": tid, "query": word} for tid, word in sorted(self.farm.topics.items())],
+            subscriptions=[
+                {"id": sub, "topics": list(topics), "to": self.receiver.url}
+                for sub, topics in sorted(self.subscriptions.items())
+            ],
+        )
+
+    def start(self, name: str, config: Path, broker: EmbeddedBroker, tmp: Path) -> tuple[ServiceProcess, int]:
+        port = free_port()
+        env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
+        proc = ServiceProcess(
+            name, [name, "--config", str(config), "--http-port", str(port)], env, tmp
+        ).start()
+        wait(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 180, f"{name} ready")
+        return proc, port
+
+    # -- stages alone -----------------------------------------------------------------------
+
+    def fetcher_alone(self) -> None:
+        n = self.args.burst
+        for _ in range(n):
+            self.farm.publish()
+        with running_broker() as broker:
+            tmp = self.workdir / "fetcher-alone"
+            ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+            counted = Counted(broker.bootstrap, ITEMS)
+            proc, _ = self.start("fetcher", self.config(tmp), broker, tmp)
+            try:
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                wait(lambda: counted.count >= n, 300, "the fetcher to publish the backlog", 0.05)
+                self.stage("fetcher", n, time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0)
+            finally:
+                proc.stop()
+                counted.close()
+
+    def matcher_alone(self) -> None:
+        n = self.args.burst
+        entries = self.farm.entries[-n:]
+        records = [Record(ITEMS, None, encode(self.item(e))) for e in entries]
+        with running_broker() as broker:
+            tmp = self.workdir / "matcher-alone"
+            ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+            proc, _ = self.start("matcher", self.config(tmp), broker, tmp)
+            counted = Counted(broker.bootstrap, MATCHES)
+            try:
+                time.sleep(1.0)
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                publish_once(broker.bootstrap, TEST_KAFKA, records, "bench")
+                wait(lambda: counted.count >= n, 300, "the matcher to match the backlog", 0.05)
+                self.stage("matcher", n, time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0)
+            finally:
+                proc.stop()
+                counted.close()
+
+    def notifier_alone(self) -> None:
+        n = self.args.burst
+        entries = [e for e in self.farm.entries[-n:] if e.topic is not None]
+        sub_of = {t: s for s, topics in self.subscriptions.items() for t in topics}
+        entries = [e for e in entries if e.topic in sub_of]
+        records = [Record(MATCHES, None, encode(self.match(e))) for e in entries]
+        before = len(self.receiver.received())
+        with running_broker() as broker:
+            tmp = self.workdir / "notifier-alone"
+            ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+            proc, _ = self.start("notifier", self.config(tmp), broker, tmp)
+            try:
+                time.sleep(1.0)
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                publish_once(broker.bootstrap, TEST_KAFKA, records, "bench")
+                wait(
+                    lambda: len(self.receiver.received()) - before >= len(records),
+                    300,
+                    "the notifier to deliver the backlog",
+                    0.05,
+                )
+                self.stage("notifier", len(records), time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0)
+            finally:
+                proc.stop()
+
+    def stage(self, name: str, n: int, elapsed: float, cpu: float) -> None:
+        self.results.setdefault("alone", {})[name] = {
+            "items": n,
+            "seconds": round(elapsed, 2),
+            "items_per_s": round(n / elapsed, 1),
+            "cpu_ms_per_item": round(cpu / n * 1000, 3),
+        }
+        print(
+            f"  {name} alone: {n} in {elapsed:.1f} s = {n / elapsed:,.0f}/s, {cpu / n * 1000:.2f} ms CPU each"
+        )
+
+    def item(self, entry: Any) -> Item:
+        return Item(
+            item_id=entry.guid.ljust(8, "_"),
+            kind="new",
+            revision=1,
+            title=entry.title,
+            summary=entry.summary,
+            url=entry.url,
+            language="en",
+            fetched_at=entry.published,
+            source=Source(
+                feed_url=self.farm.urls[entry.feed], feed_title=f"Farm {entry.feed}", host="127.0.0.1"
+            ),
+        )
+
+    def match(self, entry: Any) -> Match:
+        word = self.farm.topics[entry.topic]
+        reason = MatchReason(terms={word: [word]}, snippet=entry.title, highlights=[], score=0.5)
+        item = self.item(entry).model_copy(update={"item_id": ("n" + entry.guid).ljust(8, "_")})
+        return Match(topic_id=entry.topic, query=word, item=item, reason=reason, matched_at=entry.published)
+
+    # -- the whole pipeline -----------------------------------------------------------------
+
+    def pipeline(self) -> None:
+        with running_broker() as broker:
+            tmp = self.workdir / "pipeline"
+            config = self.config(tmp, backfill=0)
+            ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+            procs = {}
+            try:
+                for name in ("notifier", "matcher", "fetcher"):
+                    procs[name], _ = self.start(name, config, broker, tmp)
+                time.sleep(self.args.interval * 2 + 5)  # first polls done: everything old is seen
+                idle = {name: rss_mb(p.pid) for name, p in procs.items()}
+                self.results["idle_rss_mb"] = {k: round(v, 1) for k, v in idle.items()}
+                print(f"  idle RSS: {self.fmt(idle, 'MB')}")
+                self.burst(procs)
+                self.steady(procs, self.args.steady, "steady")
+                if self.args.soak:
+                    self.steady(procs, self.args.soak, "soak")
+            finally:
+                for proc in procs.values():
+                    proc.stop()
+
+    def expected(self) -> set[tuple[str, str]]:
+        return self.farm.expected(self.subscriptions)
+
+    def burst(self, procs: dict[str, ServiceProcess]) -> None:
+        n = self.args.burst
+        cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        start = len(self.farm.entries)
+        t0 = time.monotonic()
+        for _ in range(n):
+            self.farm.publish()
+        want = self.expected()
+        wait(lambda: want <= set(self.receiver.received()), 600, "every alert of the burst", 0.05)
+        served = [self.farm.first_served[e.url] for e in self.farm.entries[start:]]
+        last = max(
+            self.receiver.arrivals[a] for a in want if a[1] in {e.url for e in self.farm.entries[start:]}
+        )
+        elapsed = last - min(served)
+        cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
+        self.results["burst"] = {
+            "items": n,
+            "seconds_first_fetch_to_last_alert": round(elapsed, 2),
+            "seconds_incl_poll_wait": round(last - t0, 2),
+            "items_per_s": round(n / elapsed, 1),
+            "cpu_ms_per_item": {k: round(v / n * 1000, 3) for k, v in cpu.items()},
+        }
+        print(f"  burst: {n} items, first fetch → last alert {elapsed:.1f} s = {n / elapsed:,.0f} items/s")
+
+    def steady(self, procs: dict[str, ServiceProcess], seconds: float, label: str) -> None:
+        rate = self.args.rate
+        start = len(self.farm.entries)
+        cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        samples: list[dict[str, float]] = []
+        t0 = time.monotonic()
+        next_sample = t0
+        count = 0
+        while time.monotonic() - t0 < seconds:
+            due = t0 + count / rate
+            now = time.monotonic()
+            if now < due:
+                time.sleep(min(due - now, 0.05))
+                continue
+            self.farm.publish()
+            count += 1
+            if now >= next_sample:
+                samples.append({"t": round(now - t0), **{n: rss_mb(p.pid) for n, p in procs.items()}})
+                next_sample += 60
+        elapsed = time.monotonic() - t0
+        want = self.expected()
+        wait(lambda: want <= set(self.receiver.received()), 300, f"every alert of the {label} run", 0.1)
+        urls = {e.url for e in self.farm.entries[start:]}
+        latencies = [self.receiver.arrivals[a] - self.farm.first_served[a[1]] for a in want if a[1] in urls]
+        cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
+        result: dict[str, Any] = {
+            "seconds": round(elapsed),
+            "items": count,
+            "items_per_s": round(count / elapsed, 1),
+            "alerts": len(latencies),
+            "latency_ms": {
+                q: round(percentile(latencies, p) * 1000, 1)
+                for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+            },
+            "cpu_share": {k: round(v / elapsed, 3) for k, v in cpu.items()},
+            "rss_mb_end": {n: round(rss_mb(p.pid), 1) for n, p in procs.items()},
+        }
+        if label == "soak":
+            result["rss_samples"] = samples
+            base = next((s for s in samples if s["t"] >= 300), samples[0])
+            result["rss_growth_after_5min"] = {
+                n: round((samples[-1][n] - base[n]) / base[n] * 100, 1) for n in procs
+            }
+        self.results[label] = result
+        lat = result["latency_ms"]
+        print(
+            f"  {label}: {count} items at {rate}/s over {elapsed:.0f} s, latency p50 {lat['p50']} ms, "
+            f"p95 {lat['p95']} ms, p99 {lat['p99']} ms, CPU {self.fmt(result['cpu_share'], '')}"
+        )
+
+    # -- baselines ------------------------------------------------------------------------
+
+    def baselines(self) -> None:
+        bodies = [self.farm.render(i) for i in range(min(200, self.args.feeds))]
+        items = sum(len(feedparser.parse(b).entries) for b in bodies)
+        t0 = time.process_time()
+        for body in bodies:
+            feedparser.parse(body)
+        parse = time.process_time() - t0
+        stemmer = Stemmer.Stemmer("english")
+        texts = [f"{e.title} {e.summary}" for e in self.farm.entries[-self.args.burst :]]
+        t0 = time.process_time()
+        for text in texts:
+            stemmer.stemWords(WORD.findall(text.lower()))
+        stem = time.process_time() - t0
+        kafka_rate = self.raw_kafka()
+        self.results["baselines"] = {
+            "feedparser_items_per_cpu_s": round(items / parse),
+            "tokenize_stem_items_per_cpu_s": round(len(texts) / stem),
+            "kafka_produce_consume_records_per_s": round(kafka_rate),
+        }
+        print(f"  baselines: {self.fmt(self.results['baselines'], '')}")
+
+    def raw_kafka(self) -> float:
+        n: int = self.args.burst
+        value = encode(self.item(self.farm.entries[-1]))
+        with running_broker() as broker:
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+            consumer = KafkaConsumer("raw", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+            try:
+                producer.send("raw", value).get(timeout=30)  # creates the topic
+                t0 = time.monotonic()
+                futures = [producer.send("raw", value) for _ in range(n)]
+                for future in futures:
+                    future.get(timeout=30)
+                got = 0
+                deadline = time.monotonic() + 120
+                while got < n + 1 and time.monotonic() < deadline:
+                    got += sum(len(r) for r in consumer.poll(timeout_ms=200).values())
+                return n / (time.monotonic() - t0)
+            finally:
+                producer.close()
+                consumer.close()
+
+    @staticmethod
+    def fmt(values: dict[str, Any], unit: str) -> str:
+        return ", ".join(
+            f"{k} {v:,.3g}{unit}" if isinstance(v, float) else f"{k} {v:,}{unit}" for k, v in values.items()
+        )
+
+    def close(self) -> None:
+        self.receiver.down()
+        self.farm.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--feeds", type=int, default=1000)
+    parser.add_argument("--topics", type=int, default=1000)
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls of one feed")
+    parser.add_argument("--burst", type=int, default=2000, help="items of the backlog and burst runs")
+    parser.add_argument("--rate", type=float, default=10.0, help="items/s of the steady run")
+    parser.add_argument("--steady", type=float, default=60.0, help="seconds of the steady run")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of the soak run (0: none)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    print(
+        f"newswatch pipeline bench: {args.feeds} feeds every {args.interval:g} s, {args.topics} topics, "
+        f"Python {sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} cores"
+    )
+    with tempfile.TemporaryDirectory(prefix="nw-bench-") as workdir:
+        bench = Bench(args, Path(workdir))
+        try:
+            print("stages alone:")
+            bench.fetcher_alone()
+            bench.matcher_alone()
+            bench.notifier_alone()
+            print("pipeline:")
+            bench.pipeline()
+            print("baselines (same run):")
+            bench.baselines()
+        finally:
+            bench.close()
+    alone = bench.results["alone"]
+    slowest = min(alone.values(), key=lambda r: r["items_per_s"])
+    ratio = bench.results["burst"]["items_per_s"] / slowest["items_per_s"]
+    bench.results["pipeline_vs_slowest_stage"] = round(ratio, 2)
+    print(f"pipeline throughput / slowest stage alone: {ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(bench.results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
