@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: t
 
 from newswatch.matcher.text import WORD
 from newswatch.shared.broker import EmbeddedBroker
-from newswatch.shared.contract import ALL_TOPICS, ITEMS, MATCHES, Item, Match, MatchReason, Source, encode
+from newswatch.shared.contract import (
+    ALL_TOPICS,
+    ITEMS,
+    MATCHES,
+    TOPICS,
+    Item,
+    Match,
+    MatchReason,
+    Source,
+    TopicDefinition,
+    encode,
+)
 from newswatch.shared.kafka_io import Record, ensure_topics, publish_once
 from newswatch.shared.processes import free_port
 from tests.conftest import TEST_KAFKA
@@ -175,6 +187,12 @@ class Bench:
         with running_broker() as broker:
             tmp = self.workdir / "matcher-alone"
             ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+            now = datetime.now(UTC)  # the notifier publishes the topics; here the bench does
+            definitions = [
+                Record(TOPICS, tid, encode(TopicDefinition(id=tid, query=word, updated_at=now)))
+                for tid, word in sorted(self.farm.topics.items())
+            ]
+            publish_once(broker.bootstrap, TEST_KAFKA, definitions, "bench")
             proc, _ = self.start("matcher", self.config(tmp), broker, tmp)
             counted = Counted(broker.bootstrap, MATCHES)
             try:
