@@ -54,7 +54,6 @@ class FeedTable:
         self._replica = replica
         self._replicas = replicas
         self.overrides: dict[str, FeedDefinition] = {}
-        self.errors = 0
         self._on_error = on_error
 
     def load(self, stop: threading.Event, timeout: float = 60.0) -> None:
@@ -87,7 +86,6 @@ class FeedTable:
             try:
                 definition = decode(FeedDefinition, record.value)
             except ContractError as exc:
-                self.errors += 1
                 if self._on_error is not None:
                     self._on_error()
                 log.error("undecodable feed definition ignored", extra={"key": url, "error": str(exc)})

@@ -28,8 +28,7 @@ def test_pipeline_recovers_from_a_broker_that_lost_its_data(
 ) -> None:
     with rig(tmp_path, broker, notifier={"topics_check": "2s"}) as pipeline:
         with Trickle(pipeline.farm, 16, 0.1) as trickle:
-            while not trickle.done.wait(0.5):
-                pass
+            trickle.finish()
         assert wait_delivered(pipeline, 90)
         pids = {name: pipeline.procs[name].pid for name in SERVICES}
         broker.stop()

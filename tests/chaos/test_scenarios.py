@@ -63,8 +63,7 @@ def test_kill_9_each_service_loses_no_alert(size: Size, tmp_path: Path, broker: 
                     kills[name] += 1
                     pipeline.restart(name)
                     pipeline.wait_ready(name)
-            while not trickle.done.wait(0.5):  # bounded by the trickle's own count
-                pass
+            trickle.finish()
         row = settle(pipeline, f"kill -9 x{size.kills} per service ({size.name})", timeout=180)
         assert pipeline.alive()
     assert row.missing == 0
@@ -83,8 +82,7 @@ def test_broker_unreachable_then_back(size: Size, tmp_path: Path, broker: Embedd
                 time.sleep(size.pause)
             finally:
                 os.kill(broker.pid, signal.SIGCONT)
-            while not trickle.done.wait(0.5):
-                pass
+            trickle.finish()
         row = settle(pipeline, f"broker paused {size.pause:.0f} s ({size.name})", timeout=180)
         assert pipeline.alive()
     assert row.missing == 0
@@ -98,8 +96,7 @@ def test_receiver_failing_then_down(size: Size, tmp_path: Path, broker: Embedded
     notifier = {"max_attempts": 50, "retry_backoff": "200ms", "retry_backoff_max": "3s"}
     with rig(tmp_path, broker, fail_rate=0.5, notifier=notifier) as pipeline:
         with Trickle(pipeline.farm, size.items, 0.25) as trickle:
-            while not trickle.done.wait(0.5):
-                pass
+            trickle.finish()
         time.sleep(3.0)
         pipeline.receiver.down()
         time.sleep(size.outage)
@@ -161,8 +158,7 @@ def test_poison_message_on_each_topic(
         topics = (ITEMS, MATCHES, TOPICS, FEEDS, ALERTS)
         publish_once(broker.bootstrap, kafka_settings, [Record(t, "poison", poison) for t in topics], "chaos")
         with Trickle(pipeline.farm, 20, 0.25) as trickle:
-            while not trickle.done.wait(0.5):
-                pass
+            trickle.finish()
         row = settle(pipeline, "a poison message on each topic", timeout=120)
         assert pipeline.alive()
         topic_errors = pipeline.metric("matcher", "newswatch_matcher_topic_errors_total", 'reason="decode"')
@@ -180,13 +176,11 @@ def test_feed_turning_hostile_mid_run(tmp_path: Path, broker: EmbeddedBroker) ->
     page): each is contained and counted, the fetcher stays small, the other feeds deliver."""
     with rig(tmp_path, broker, feeds=6) as pipeline:
         with Trickle(pipeline.farm, 12, 0.25) as trickle:
-            while not trickle.done.wait(0.5):
-                pass
+            trickle.finish()
         wait_delivered(pipeline, 90)
         pipeline.farm.modes[:3] = ["entities", "endless", "html"]
         with Trickle(pipeline.farm, 24, 0.25) as trickle:  # on the three healthy feeds
-            while not trickle.done.wait(0.5):
-                pass
+            trickle.finish()
         row = settle(pipeline, "three feeds turn hostile mid-run", timeout=120)
         failed = sum(
             pipeline.metric("fetcher", "newswatch_fetcher_polls_total", f'outcome="{outcome}"')

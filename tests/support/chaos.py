@@ -27,8 +27,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.contract import ITEMS, MATCHES
 from newswatch.shared.processes import free_port
@@ -347,16 +345,8 @@ class Pipeline:
         return f"http://127.0.0.1:{self.ports[name]}/readyz"
 
     def metric(self, name: str, metric: str, having: str = "") -> float:
-        """Sum of the samples of ``metric`` on service ``name`` whose labels contain ``having``
-        (e.g. ``outcome="dead"``)."""
-        if not having:
-            return metric_value(f"http://127.0.0.1:{self.ports[name]}/metrics", metric)
-        text = httpx.get(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=2.0).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(metric + "{") and having in line.split("}", 1)[0]
-        )
+        """Sum of the samples of ``metric`` on service ``name`` whose labels contain ``having``."""
+        return metric_value(f"http://127.0.0.1:{self.ports[name]}/metrics", metric, having)
 
     def kill9(self, name: str) -> None:
         proc = self.procs[name]
@@ -420,6 +410,11 @@ class Trickle:
             self.farm.publish()
             time.sleep(self.every)
         self.done.set()
+
+    def finish(self) -> None:
+        """Waits until every item was published (bounded by the trickle's own length)."""
+        if not self.done.wait(self.count * self.every + 30):
+            raise AssertionError(f"the trickle of {self.count} items did not finish")
 
     def __enter__(self) -> Trickle:
         self._thread.start()

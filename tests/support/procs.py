@@ -53,13 +53,16 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def metric_value(metrics_url: str, name: str) -> float:
-    """Sum of all samples of ``name`` on a /metrics page (0 when absent)."""
+def metric_value(metrics_url: str, name: str, having: str = "") -> float:
+    """Sum of the samples of ``name`` on a /metrics page whose labels contain ``having``
+    (e.g. ``outcome="dead"``; "" takes every sample); 0 when absent."""
     text = httpx.get(metrics_url, timeout=2.0).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
+            labels = line[len(name) :].split("}", 1)[0] if line.startswith(name + "{") else ""
+            if having in labels:
+                total += float(line.rsplit(" ", 1)[1])
     return total
 
 
