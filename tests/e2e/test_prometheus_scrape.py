@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,18 @@ def test_prometheus_scrapes_every_service_with_the_shipped_config(
             return [name for name in KEY_SERIES if not query(base, f"sum({name})")]
 
         wait_for(lambda: not has_data(), 60, interval=1.0, what="the key series")
-        published = query(base, "sum(newswatch_fetcher_items_published_total)")
-        assert float(published[0]["value"][1]) >= 1
-        delivered = query(base, 'sum(newswatch_notifier_deliveries_total{outcome="delivered"})')
-        assert float(delivered[0]["value"][1]) >= 1
+
+        def counted(expr: str) -> bool:
+            # A scrape may land between the webhook answering and the counter moving, so the
+            # first scraped value can be 0: wait for a scrape taken after the work was counted.
+            result = query(base, expr)
+            return bool(result) and float(result[0]["value"][1]) >= 1
+
+        for expr in (
+            "sum(newswatch_fetcher_items_published_total)",
+            'sum(newswatch_notifier_deliveries_total{outcome="delivered"})',
+        ):
+            wait_for(partial(counted, expr), 30, interval=1.0, what=f"{expr} >= 1")
         rules = httpx.get(f"{base}/api/v1/rules", timeout=5).json()["data"]["groups"]
         assert sum(len(g["rules"]) for g in rules) == 10 and all(
             r["health"] in ("ok", "unknown") for g in rules for r in g["rules"]
