@@ -124,6 +124,36 @@ class Counted:
         self._consumer.close()
 
 
+class Stamps:
+    """When each item reached ``newswatch.items`` and its first match ``newswatch.matches``
+    (the records' producer timestamps, on this machine's clock, as monotonic seconds), by
+    item URL: splits end-to-end latency into the fetcher's, matcher's and notifier's hops."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.at: dict[str, dict[str, float]] = {ITEMS: {}, MATCHES: {}}
+        self._offset = time.time() - time.monotonic()
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(
+            ITEMS, MATCHES, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for tp, records in self._consumer.poll(timeout_ms=200).items():
+                seen = self.at[tp.topic]
+                for record in records:
+                    value = json.loads(record.value)
+                    url = value["url"] if tp.topic == ITEMS else value["item"]["url"]
+                    seen.setdefault(url, record.timestamp / 1000 - self._offset)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -135,6 +165,7 @@ class Bench:
         per = max(1, len(ids) // 10)
         self.subscriptions = {f"s{n}": tuple(ids[n * per : (n + 1) * per]) for n in range(10)}
         self.results: dict[str, Any] = {}
+        self.stamps: Stamps | None = None
 
     def config(self, tmp: Path, backfill: int = 100) -> Path:
         """``backfill``: items a feed's first poll publishes (0 in the pipeline run: the items
@@ -270,6 +301,7 @@ class Bench:
             config = self.config(tmp, backfill=0)
             ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
             procs = {}
+            self.stamps = Stamps(broker.bootstrap)
             try:
                 for name in ("notifier", "matcher", "fetcher"):
                     procs[name], _ = self.start(name, config, broker, tmp)
@@ -284,6 +316,7 @@ class Bench:
             finally:
                 for proc in procs.values():
                     proc.stop()
+                self.stamps.close()
 
     def expected(self) -> set[tuple[str, str]]:
         return self.farm.expected(self.subscriptions)
@@ -335,7 +368,9 @@ class Bench:
         want = self.expected()
         wait(lambda: want <= set(self.receiver.received()), 300, f"every alert of the {label} run", 0.1)
         urls = {e.url for e in self.farm.entries[start:]}
-        latencies = [self.receiver.arrivals[a] - self.farm.first_served[a[1]] for a in want if a[1] in urls]
+        alerts = [a for a in want if a[1] in urls]
+        latencies = [self.receiver.arrivals[a] - self.farm.first_served[a[1]] for a in alerts]
+        hops = self.hops(alerts)
         cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
         result: dict[str, Any] = {
             "seconds": round(elapsed),
@@ -346,6 +381,7 @@ class Bench:
                 q: round(percentile(latencies, p) * 1000, 1)
                 for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
             },
+            "hop_ms_p50": hops,
             "cpu_share": {k: round(v / elapsed, 3) for k, v in cpu.items()},
             "rss_mb_end": {n: round(rss_mb(p.pid), 1) for n, p in procs.items()},
         }
@@ -361,6 +397,20 @@ class Bench:
             f"  {label}: {count} items at {rate}/s over {elapsed:.0f} s, latency p50 {lat['p50']} ms, "
             f"p95 {lat['p95']} ms, p99 {lat['p99']} ms, CPU {self.fmt(result['cpu_share'], '')}"
         )
+        print(f"    p50 per hop: {self.fmt(hops, ' ms')}")
+
+    def hops(self, alerts: list[tuple[str, str]]) -> dict[str, float]:
+        """Median time spent in each service: first served → on ``newswatch.items`` (fetcher),
+        → first match on ``newswatch.matches`` (matcher), → the receiver's answer (notifier)."""
+        assert self.stamps is not None
+        items, matches = self.stamps.at[ITEMS], self.stamps.at[MATCHES]
+        traced = [a for a in alerts if a[1] in items and a[1] in matches]
+        spans = {
+            "fetcher": [items[url] - self.farm.first_served[url] for _, url in traced],
+            "matcher": [matches[url] - items[url] for _, url in traced],
+            "notifier": [self.receiver.arrivals[(s, url)] - matches[url] for s, url in traced],
+        }
+        return {name: round(percentile(values, 0.5) * 1000, 1) for name, values in spans.items()}
 
     # -- baselines ------------------------------------------------------------------------
 
@@ -428,6 +478,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="items/s of the steady run")
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of the steady run")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the soak run (0: none)")
+    parser.add_argument(
+        "--pipeline-only", action="store_true", help="skip the stages-alone runs (no throughput ratio)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     print(
@@ -437,21 +490,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nw-bench-") as workdir:
         bench = Bench(args, Path(workdir))
         try:
-            print("stages alone:")
-            bench.fetcher_alone()
-            bench.matcher_alone()
-            bench.notifier_alone()
+            if not args.pipeline_only:
+                print("stages alone:")
+                bench.fetcher_alone()
+                bench.matcher_alone()
+                bench.notifier_alone()
             print("pipeline:")
             bench.pipeline()
             print("baselines (same run):")
             bench.baselines()
         finally:
             bench.close()
-    alone = bench.results["alone"]
-    slowest = min(alone.values(), key=lambda r: r["items_per_s"])
-    ratio = bench.results["burst"]["items_per_s"] / slowest["items_per_s"]
-    bench.results["pipeline_vs_slowest_stage"] = round(ratio, 2)
-    print(f"pipeline throughput / slowest stage alone: {ratio:.2f}")
+    if "alone" in bench.results:
+        slowest = min(bench.results["alone"].values(), key=lambda r: r["items_per_s"])
+        ratio = bench.results["burst"]["items_per_s"] / slowest["items_per_s"]
+        bench.results["pipeline_vs_slowest_stage"] = round(ratio, 2)
+        print(f"pipeline throughput / slowest stage alone: {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps(bench.results, indent=2))
 

@@ -110,6 +110,15 @@ class KafkaSettings(_Frozen):
     heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=60_000)
     request_timeout_ms: int = Field(default=30_000, ge=1_000, le=300_000)
     send_timeout: Duration = Field(default=30.0, gt=0, description="how long to wait for a send ack")
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="longest a consumer's fetch waits at the broker for new records (latency vs idle requests)",
+    )
+    linger_ms: int = Field(
+        default=0, ge=0, le=1_000, description="how long a producer holds a record to batch it with more"
+    )
 
     @field_validator("bootstrap")
     @classmethod

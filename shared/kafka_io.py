@@ -97,10 +97,12 @@ def producer_factory(bootstrap: str, settings: KafkaSettings, client_id: str) ->
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=5,
+                linger_ms=settings.linger_ms,  # every publish waits for its ack: lingering only delays it
                 request_timeout_ms=settings.request_timeout_ms,
                 max_block_ms=int(settings.send_timeout * 1000),
-                delivery_timeout_ms=max(int(settings.send_timeout * 1000), settings.request_timeout_ms + 5),
+                delivery_timeout_ms=max(
+                    int(settings.send_timeout * 1000), settings.request_timeout_ms + settings.linger_ms + 5
+                ),
                 bootstrap_timeout_ms=int(settings.send_timeout * 1000),
                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                 allow_auto_create_topics=False,
@@ -289,6 +291,10 @@ def ensure_topics(
     )
 
 
+#: fetch_max_wait_ms of groupless readers (Kafka's default): their records are not on the alert path.
+READER_FETCH_WAIT_MS = 500
+
+
 def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None, client_id: str) -> Any:
     """A consumer that never auto-commits: offsets are committed by ConsumerLoop after the work."""
     try:
@@ -302,6 +308,11 @@ def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
             max_poll_records=200,
+            # A broker that does not answer a waiting fetch as soon as records arrive (the
+            # embedded one) holds each record up to this long. Group consumers carry the
+            # alert path (items, matches) and use the configured wait; groupless readers of
+            # tables, replays and the alert stream wait longer and send fewer idle fetches.
+            fetch_max_wait_ms=settings.fetch_max_wait_ms if group_id else READER_FETCH_WAIT_MS,
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             allow_auto_create_topics=False,  # see producer_factory
         )

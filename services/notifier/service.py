@@ -65,6 +65,7 @@ class SenderLoop(threading.Thread):
         gauges_at = 0.0
         pruned_at = time.monotonic()
         while not self._halt.is_set():
+            self.wake.clear()  # before the work: a wake set during it runs the loop again at once
             try:
                 self.dispatcher.run_once()
                 if time.monotonic() - gauges_at > 5.0:
@@ -76,7 +77,6 @@ class SenderLoop(threading.Thread):
             except Exception:  # a database outage: log, wait, go on (rows stay in the outbox)
                 log.exception("sender loop iteration failed")
             self.wake.wait(0.25)
-            self.wake.clear()
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:

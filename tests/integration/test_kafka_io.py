@@ -14,6 +14,7 @@ from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
 from newswatch.shared.errors import KafkaUnavailableError, PublishError
 from newswatch.shared.kafka_io import (
+    READER_FETCH_WAIT_MS,
     ConsumerLoop,
     Publisher,
     Record,
@@ -64,6 +65,25 @@ def test_publisher_waits_for_acks_and_survives_a_broker_restart(
     assert [r.value for r in read_records(broker.bootstrap, ITEMS)] == [b"restart"]
     assert m.producer_rebuilds._value.get() >= 1
     publisher.close()
+
+
+def test_latency_settings_reach_the_clients(broker: EmbeddedBroker) -> None:
+    """Group consumers (the alert path) and producers take the configured wait and linger;
+    groupless readers keep the longer reader wait (fewer idle fetches)."""
+    settings = KafkaSettings(
+        session_timeout_ms=6000, heartbeat_interval_ms=1000, fetch_max_wait_ms=35, linger_ms=7
+    )
+    group = make_consumer(broker.bootstrap, settings, "latency-test", "test")
+    reader = make_consumer(broker.bootstrap, settings, None, "test")
+    producer: Any = producer_factory(broker.bootstrap, settings, "test")()
+    try:
+        assert group.config["fetch_max_wait_ms"] == 35
+        assert reader.config["fetch_max_wait_ms"] == READER_FETCH_WAIT_MS != 35
+        assert producer.config["linger_ms"] == 7
+    finally:
+        group.close()
+        reader.close()
+        producer.close()
 
 
 def test_publisher_raises_when_nothing_is_acknowledged(

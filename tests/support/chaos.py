@@ -100,6 +100,11 @@ class Farm:
         farm = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as feed servers do: no connect per poll
+            # Headers and body are two writes: with Nagle on, the body waits for the client's
+            # delayed ACK of the headers (40 ms on Linux) on every kept-alive response.
+            disable_nagle_algorithm = True
+
             def do_GET(self) -> None:
                 index = int(self.path.strip("/").split(".")[0].removeprefix("feed"))
                 mode = farm.modes[index]
@@ -216,6 +221,8 @@ class Farm:
     def _endless(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/rss+xml")
+        handler.send_header("Connection", "close")  # no length: the body ends with the connection
+        handler.close_connection = True
         handler.end_headers()
         handler.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel><title>endless</title>')
         chunk = b"<item><title>more</title></item>" * 2000

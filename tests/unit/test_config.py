@@ -93,6 +93,14 @@ def test_unknown_env_setting_is_refused() -> None:
         (('"127.0.0.1:9092"', '"localhost"'), "kafka.bootstrap: expected host:port"),
         (('["127.0.0.0/8"]', '["loopback"]'), "allow_networks: expected a network such as 127.0.0.0/8"),
         (("id: nk-ukraine", "id: NK Ukraine"), "topics[0].id: String should match pattern"),
+        (
+            ('"127.0.0.1:9092"}', '"127.0.0.1:9092", fetch_max_wait_ms: 0}'),
+            "kafka.fetch_max_wait_ms: Input should be greater than or equal to 1",
+        ),
+        (
+            ('"127.0.0.1:9092"}', '"127.0.0.1:9092", linger_ms: -5}'),
+            "kafka.linger_ms: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_invalid_documents(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
