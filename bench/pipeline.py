@@ -103,20 +103,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-class Counted:
-    """Counts the records on one topic as they arrive (a groupless reader in a thread)."""
+class Tail:
+    """A groupless reader of ``topics`` in a thread, from the start; ``take`` sees each batch."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.count = 0
+    def __init__(self, bootstrap: str, *topics: str) -> None:
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        self._consumer = KafkaConsumer(
+            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def take(self, topic: str, records: list[Any]) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            for records in self._consumer.poll(timeout_ms=200).values():
-                self.count += len(records)
+            for tp, records in self._consumer.poll(timeout_ms=200).items():
+                self.take(tp.topic, records)
 
     def close(self) -> None:
         self._stop.set()
@@ -124,7 +128,18 @@ class Counted:
         self._consumer.close()
 
 
-class Stamps:
+class Counted(Tail):
+    """Counts the records on one topic as they arrive."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.count = 0
+        super().__init__(bootstrap, topic)
+
+    def take(self, topic: str, records: list[Any]) -> None:
+        self.count += len(records)
+
+
+class Stamps(Tail):
     """When each item reached ``newswatch.items`` and its first match ``newswatch.matches``
     (the records' producer timestamps, on this machine's clock, as monotonic seconds), by
     item URL: splits end-to-end latency into the fetcher's, matcher's and notifier's hops."""
@@ -132,26 +147,14 @@ class Stamps:
     def __init__(self, bootstrap: str) -> None:
         self.at: dict[str, dict[str, float]] = {ITEMS: {}, MATCHES: {}}
         self._offset = time.time() - time.monotonic()
-        self._stop = threading.Event()
-        self._consumer = KafkaConsumer(
-            ITEMS, MATCHES, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
-        )
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(bootstrap, ITEMS, MATCHES)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for tp, records in self._consumer.poll(timeout_ms=200).items():
-                seen = self.at[tp.topic]
-                for record in records:
-                    value = json.loads(record.value)
-                    url = value["url"] if tp.topic == ITEMS else value["item"]["url"]
-                    seen.setdefault(url, record.timestamp / 1000 - self._offset)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
+    def take(self, topic: str, records: list[Any]) -> None:
+        seen = self.at[topic]
+        for record in records:
+            value = json.loads(record.value)
+            url = value["url"] if topic == ITEMS else value["item"]["url"]
+            seen.setdefault(url, record.timestamp / 1000 - self._offset)
 
 
 class Bench:
