@@ -114,7 +114,7 @@ class KafkaSettings(_Frozen):
         default=20,
         ge=1,
         le=10_000,
-        description="longest a consumer's fetch waits at the broker for new records (latency vs idle requests)",
+        description="longest a group consumer's fetch (items, matches) waits at the broker for records",
     )
     linger_ms: int = Field(
         default=0, ge=0, le=1_000, description="how long a producer holds a record to batch it with more"
