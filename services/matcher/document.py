@@ -1,92 +1,178 @@
 """An item prepared once for evaluation against every topic (pure).
 
-Words are indexed by position per field, both by their comparable forms (stems; see
-``text``) and by their exact lower-case spelling (for quoted phrases and wildcards).
-A position is one int: ``field * FIELD_SPAN + index``, so positions in different fields
-are never "near" each other and phrases cannot cross from the title into the text.
+Built for the matcher's hot path, where every item meets every candidate topic: the build
+is a handful of C-level passes per field (split into words, lower-case the joined words, look
+each word's keys up in a per-language ``Lexicon``, one set), and nothing per word is done in
+Python. What most topics need is then a set probe or a substring search:
+
+- ``body`` (title and text) and ``keys`` (every field, with the language: what presearch
+  probes) are sets of every word's keys: its spelling, comparable forms and prefix key;
+- ``lines[scope]`` is a scope's lower-case words joined by single spaces, with a space at
+  each end, so a quoted phrase ``"north korea"`` is the substring ``" north korea "`` and a
+  wildcard ``deploy*`` the substring ``" deploy"``. The body's line separates title from
+  text with a newline, which no needle contains, so a phrase never crosses fields.
+
+Word positions (for NEAR, multi-word aliases and the reason of a match) are worked out on
+demand, per query term, by searching the lines for the term's spellings. A position is one int,
+``field * FIELD_SPAN + index``, so positions in different fields are never "near" each other.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from itertools import accumulate, chain
 
-from newswatch.matcher.text import algorithm_for, doc_forms, spans
+from newswatch.matcher.text import SPLIT, WORD, algorithm_for, lexicon_for
 from newswatch.shared.contract import Item
 
-TITLE, TEXT, SOURCE, AUTHOR = range(4)
-FIELD_IDS = {
-    "title": (TITLE,),
-    "text": (TEXT,),
-    "source": (SOURCE,),
-    "author": (AUTHOR,),
-    None: (TITLE, TEXT),
-}
+TITLE, TEXT, SOURCE, AUTHOR, BODY = range(5)
+#: Scope of a query term → its id (None: title or text).
+SCOPES: dict[str | None, int] = {"title": TITLE, "text": TEXT, "source": SOURCE, "author": AUTHOR, None: BODY}
+#: The fields each scope covers, in position order.
+SCOPE_FIELDS = ((TITLE,), (TEXT,), (SOURCE,), (AUTHOR,), (TITLE, TEXT))
 FIELD_SPAN = 1 << 20
-PREFIX_KEY = 3  # wildcard prefixes are indexed by their first three letters
+_FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the field
+_INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
 _SENTENCE_END = re.compile(r"[.!?]+")
-_PREFIX_KEYS_KEPT = 500_000
 
 
-class _PrefixKeys(dict[str, str]):
-    """word → its presearch prefix key ``p:abc``, remembered (bounded) so that probing an
-    item costs one C-level lookup per word. A word shorter than the prefix gets a key no
-    topic is indexed under (wildcards need at least ``PREFIX_KEY`` letters)."""
-
-    def __missing__(self, word: str) -> str:
-        key = "p:" + word[:PREFIX_KEY]
-        if len(self) < _PREFIX_KEYS_KEPT:
-            self[word] = key
-        return key
-
-
-_prefix_keys = _PrefixKeys()
-
-
-@dataclass
 class Document:
-    title: str
-    text: str
-    language: str
-    surface: list[list[str]]  # per field, the words as written
-    offsets: list[list[tuple[int, int]]]  # per field (title, text only), character spans
-    forms: dict[str, list[int]] = field(default_factory=dict)  # form → positions
-    words: dict[str, list[int]] = field(default_factory=dict)  # lower-case word → positions
+    """One item's words, keys and lines (see the module docstring); built once per item."""
+
+    __slots__ = ("_field_keys", "_offsets", "_parts", "_sentences", "body", "forms", "keys", "language",
+                 "lexicon", "lines", "surface", "text", "title", "words")  # fmt: skip
+
+    def __init__(self, title: str, text: str, language: str = "", source: str = "", author: str = "") -> None:
+        lexicon = self.lexicon = lexicon_for(algorithm_for(language))  # kept: its spellings
+        keys_of = lexicon.__getitem__
+        self.title = title
+        self.text = text
+        self.language = language.lower()
+        parts: list[list[str]] = []
+        surface: list[list[str]] = []
+        words: list[list[str]] = []
+        forms: list[list[tuple[str, ...]]] = []
+        lines: list[str] = []
+        for field_id, value in enumerate((title, text, source, author)):
+            if field_id <= TEXT:  # the separators are kept: a reason needs character offsets
+                split = SPLIT.split(value) if value else [""]
+                parts.append(split)
+                written = split[1::2]
+            else:
+                written = WORD.findall(value) if value else []
+            if written:
+                joined = " ".join(written).lower()  # lower-casing never adds or removes a space
+                lowered = joined.split(" ")
+            else:
+                joined, lowered = "", []
+            surface.append(written)
+            words.append(lowered)
+            forms.append(list(map(keys_of, lowered)))
+            lines.append(f" {joined} ")
+        lines.append(lines[TITLE] + "\n" + lines[TEXT])
+        body = set(chain.from_iterable(forms[TITLE]))
+        body.update(chain.from_iterable(forms[TEXT]))
+        keys = body.union(chain.from_iterable(forms[SOURCE]), chain.from_iterable(forms[AUTHOR]))
+        if self.language:
+            keys.add("lang:" + self.language.split("-", 1)[0])
+        self.body = body
+        self.keys = keys
+        self.surface = surface
+        self.words = words
+        self.forms = forms
+        self.lines = lines
+        self._parts = parts
+        self._field_keys: dict[int, set[str]] = {BODY: body}
+        self._offsets: dict[int, list[int]] = {}
+        self._sentences: list[int] | None = None
 
     @classmethod
     def from_item(cls, item: Item) -> Document:
         source = " ".join(s for s in (item.source.host, item.source.feed_title) if s)
-        return cls.build(item.title, item.summary, item.language, source, " ".join(item.authors))
+        return cls(item.title, item.summary, item.language, source, " ".join(item.authors))
 
     @classmethod
     def build(cls, title: str, text: str, language: str = "", source: str = "", author: str = "") -> Document:
-        algorithm = algorithm_for(language)
-        doc = cls(title, text, language.lower(), [], [])
-        words, forms = doc.words, doc.forms
-        for field_id, value in enumerate((title, text, source, author)):
-            tokens = spans(value) if value else []
-            doc.surface.append([t[0] for t in tokens])
-            doc.offsets.append([(t[1], t[2]) for t in tokens] if field_id <= TEXT else [])
-            position = field_id * FIELD_SPAN
-            for word, _start, _end in tokens:
-                lowered = word.lower()
-                words.setdefault(lowered, []).append(position)
-                for form in doc_forms(word, algorithm):
-                    forms.setdefault(form, []).append(position)
-                position += 1
-        return doc
+        return cls(title, text, language, source, author)
 
-    @functools.cached_property
+    def field_keys(self, scope: int) -> set[str]:
+        """The keys of every word in ``scope`` (computed on first use: scoped terms are rare)."""
+        found = self._field_keys.get(scope)
+        if found is None:
+            found = self._field_keys[scope] = set(chain.from_iterable(self.forms[scope]))
+        return found
+
+    # --- positions, on demand --------------------------------------------------------------
+    # Each is a few C-level searches in a field's line: the index of the word at character
+    # ``at`` of a line is the number of spaces before it.
+
+    def _starts(self, needle: str, field_id: int) -> list[int]:
+        """Positions in ``field_id`` where ``needle`` (a space, then words) begins."""
+        line = self.lines[field_id]
+        at = line.find(needle)
+        if at < 0:
+            return []
+        base = field_id * FIELD_SPAN
+        found: list[int] = []
+        while at >= 0:
+            found.append(base + line.count(" ", 0, at))
+            at = line.find(needle, at + 1)
+        return found
+
+    def positions(self, forms: frozenset[str], scope: int) -> list[int]:
+        """Ascending positions, in ``scope``, of the words whose keys meet ``forms``."""
+        keys = self.field_keys(scope)
+        present = forms.intersection(keys)
+        if not present:
+            return []
+        spellings = self.lexicon.spellings.get
+        words = set().union(*[spellings(form, ()) for form in present]).intersection(keys)
+        found: list[int] = []
+        for field_id in SCOPE_FIELDS[scope]:
+            for word in words:
+                found += self._starts(f" {word} ", field_id)
+        if len(words) > 1:
+            found.sort()
+        return found
+
+    def starts(self, needle: str, scope: int) -> list[int]:
+        """Ascending positions, in ``scope``, where ``needle`` begins: a space, then lower-case
+        words separated by single spaces, then a space for whole words (``" north korea "``,
+        a phrase) or none for a prefix (``" deploy"``, a wildcard)."""
+        fields = SCOPE_FIELDS[scope]
+        if len(fields) == 1:
+            return self._starts(needle, fields[0])
+        return self._starts(needle, fields[0]) + self._starts(needle, fields[1])
+
+    def sequence_starts(self, forms: Sequence[frozenset[str]], scope: int) -> list[int]:
+        """Ascending positions where word i's keys meet ``forms[i]``, for each i in turn."""
+        found: list[int] = []
+        for start in self.positions(forms[0], scope):
+            keys = self.forms[start >> _FIELD_BITS]
+            index = start & _INDEX_MASK
+            if index + len(forms) > len(keys):
+                continue
+            for offset in range(1, len(forms)):
+                if forms[offset].isdisjoint(keys[index + offset]):
+                    break
+            else:
+                found.append(start)
+        return found
+
+    # --- for the reason of a match ---------------------------------------------------------
+
+    def offsets(self, field_id: int) -> list[int]:
+        """Word i of the title or text spans characters [o[2i], o[2i + 1]) of the field."""
+        found = self._offsets.get(field_id)
+        if found is None:
+            found = self._offsets[field_id] = list(accumulate(map(len, self._parts[field_id])))
+        return found
+
+    @property
     def sentence_starts(self) -> list[int]:
         """Where the text's sentences start (for the reason's snippet): 0, then after each
         run of sentence-ending marks. Sentence i ends where sentence i + 1 starts."""
-        return [0, *[m.end() for m in _SENTENCE_END.finditer(self.text)]]
-
-    def keys(self) -> set[str]:
-        """What the presearch index is probed with: every form, prefix and the language."""
-        keys = set(self.forms)
-        keys.update(map(_prefix_keys.__getitem__, self.words))
-        if self.language:
-            keys.add("lang:" + self.language.split("-", 1)[0])
-        return keys
+        if self._sentences is None:
+            self._sentences = [0, *[m.end() for m in _SENTENCE_END.finditer(self.text)]]
+        return self._sentences

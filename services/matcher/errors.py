@@ -17,3 +17,7 @@ class QueryError(NewswatchError):
 
 class AliasError(NewswatchError):
     """An alias file or alias set is invalid; says which file or set."""
+
+
+class EvaluationError(NewswatchError):
+    """The matcher's two compilations of a query disagree about an item: a bug to report."""

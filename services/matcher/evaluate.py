@@ -1,23 +1,29 @@
-"""Evaluating a query tree against a Document, with the reason for a match (pure).
+"""Evaluating a query against a Document, with the reason for a match (pure).
 
-A query is compiled once into nested closures (``Plan``): each node's closure holds what
-the node needs already worked out (a word's forms in every language, its field's position
-range, its label), so evaluating a topic against an item is a few dict probes, with no
-tree walk, no type dispatch and no hashing of nodes. This is the matcher's hot path: it
-runs for every presearch candidate of every item.
+A query is compiled once (``Plan``) into two sets of nested closures, each holding what its
+node needs already worked out (a word's forms in every language, its scope, its label):
 
-Each node yields either no match or a ``Hit``: the spans where it matched (needed only
-under NEAR, so only computed there) and, per query term, the positions of the words that
-satisfied it (the "why"). The reason carries those terms, the best sentence with the hits
-highlighted, and a score.
+- ``check``, the hot path, run for every presearch candidate of every item: does the item
+  match at all? A word is one set probe (``isdisjoint`` against the scope's keys), a phrase or
+  wildcard one substring search in the scope's line (see ``document``); only NEAR and
+  multi-word aliases look at positions, and only once their words are known to be present.
+- ``hit``, run only for topics that matched: where. Each node yields either no match or a
+  ``Hit``: the spans where it matched (needed only under NEAR, so only computed there) and,
+  per query term, the positions of the words that satisfied it. The reason carries those
+  terms, the best sentence with the hits highlighted, and a score.
+
+Both are compiled from the same tree and must agree; the tests check them against a
+brute-force evaluator written independently (``tests/support/oracle.py``).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
+from itertools import repeat
 
-from newswatch.matcher.document import FIELD_IDS, FIELD_SPAN, TEXT, TITLE, Document
+from newswatch.matcher.document import BODY, FIELD_SPAN, SCOPES, TEXT, TITLE, Document
+from newswatch.matcher.errors import EvaluationError
 from newswatch.matcher.syntax import Alias, And, Near, Node, Not, Or, Phrase, Prefix, Word, label, leaves
 from newswatch.matcher.text import query_forms
 from newswatch.shared.contract import MatchReason
@@ -27,6 +33,7 @@ _FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the fiel
 _INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
 
 Span = tuple[int, int]  # first and last position (inclusive)
+Check = Callable[[Document], bool]
 
 
 class Hit:
@@ -43,18 +50,24 @@ Matcher = Callable[[Document], Hit | None]
 
 
 class Plan:
-    """A compiled query: its matcher, and the labels of its positive terms (for the score)."""
+    """A compiled query: its check, its hit (for the reason) and its positive terms' labels."""
 
-    __slots__ = ("labels", "match")
+    __slots__ = ("check", "hit", "labels", "query")
 
     def __init__(self, node: Node, algorithms: tuple[str, ...]) -> None:
-        self.match: Matcher = _compile(node, algorithms, spans=False)
+        self.check: Check = _check(node, algorithms)
+        self.hit: Matcher = _compile(node, algorithms, spans=False)
         self.labels: tuple[str, ...] = tuple(label(leaf) for leaf in leaves(node))
+        self.query = node
 
     def explain(self, doc: Document) -> MatchReason | None:
         """The reason this query matches ``doc`` (terms, highlighted sentence, score), or None."""
-        hit = self.match(doc)
-        return None if hit is None else reason(hit, self.labels, doc)
+        if not self.check(doc):
+            return None
+        hit = self.hit(doc)
+        if hit is None:  # the two compilations disagree: a bug, never a silent miss
+            raise EvaluationError(f"the check matched but no hit was found for {self.query!r}")
+        return reason(hit, self.labels, doc)
 
 
 def match(node: Node, doc: Document, algorithms: tuple[str, ...]) -> Hit | None:
@@ -67,14 +80,140 @@ def explain(node: Node, doc: Document, algorithms: tuple[str, ...]) -> MatchReas
     return Plan(node, algorithms).explain(doc)
 
 
-def _bounds(field: str | None) -> tuple[int, int]:
-    """The position range [lo, hi) of a field scope (each scope is a run of adjacent fields)."""
-    ids = FIELD_IDS[field]
-    return ids[0] * FIELD_SPAN, (ids[-1] + 1) * FIELD_SPAN
+# --- check: does it match? ---------------------------------------------------------------------
 
 
-def _points(positions: set[int]) -> list[Span]:
-    return [(p, p) for p in sorted(positions)]
+def _check(node: Node, algorithms: tuple[str, ...]) -> Check:
+    if isinstance(node, Word):
+        if node.field == "lang":
+            return _language_check(node)
+        return _forms_check(query_forms(node.text, algorithms), SCOPES[node.field])
+    if isinstance(node, Prefix):
+        return _line_check(" " + node.text.lower(), SCOPES[node.field])
+    if isinstance(node, Phrase):
+        return _line_check(_needle(node), SCOPES[node.field])
+    if isinstance(node, Alias):
+        return _alias_check(node, algorithms)
+    if isinstance(node, Not):
+        return _not_check(_check(node.child, algorithms))
+    if isinstance(node, And | Or):
+        return _group_check(node, algorithms)
+    left, right = _check(node.left, algorithms), _check(node.right, algorithms)
+    where = _near(node, _compile(node.left, algorithms, True), _compile(node.right, algorithms, True))
+
+    def near(doc: Document) -> bool:
+        return left(doc) and right(doc) and where(doc) is not None  # positions only if both occur
+
+    return near
+
+
+def _needle(phrase: Phrase) -> str:
+    """What a phrase is in a document's line: its lower-case words, spaced, a space each side."""
+    return " " + " ".join(w.lower() for w in phrase.words) + " "
+
+
+def _language_check(node: Word) -> Check:
+    wanted = node.text.lower()
+    dialect = wanted + "-"
+
+    def language(doc: Document) -> bool:
+        return doc.language == wanted or doc.language.startswith(dialect)
+
+    return language
+
+
+def _forms_check(forms: frozenset[str], scope: int) -> Check:
+    if scope == BODY:
+
+        def word(doc: Document) -> bool:
+            return not forms.isdisjoint(doc.body)
+
+        return word
+
+    def scoped_word(doc: Document) -> bool:
+        return not forms.isdisjoint(doc.field_keys(scope))
+
+    return scoped_word
+
+
+def _line_check(needle: str, scope: int) -> Check:
+    def substring(doc: Document) -> bool:
+        return needle in doc.lines[scope]
+
+    return substring
+
+
+def _alias_check(node: Alias, algorithms: tuple[str, ...]) -> Check:
+    scope = SCOPES[node.field]
+    single: set[str] = set()  # forms of the one-word names: one probe for all of them
+    multi: list[tuple[frozenset[str], ...]] = []
+    for name in node.names:
+        forms = tuple(query_forms(w, algorithms) for w in name)
+        if len(forms) == 1:
+            single.update(forms[0])
+        else:
+            multi.append(forms)
+    singles = frozenset(single)
+
+    def alias(doc: Document) -> bool:
+        keys = doc.body if scope == BODY else doc.field_keys(scope)
+        if not singles.isdisjoint(keys):
+            return True
+        for forms in multi:
+            for word in forms:
+                if word.isdisjoint(keys):
+                    break
+            else:
+                if doc.sequence_starts(forms, scope):
+                    return True
+        return False
+
+    return alias
+
+
+def _not_check(child: Check) -> Check:
+    def negation(doc: Document) -> bool:
+        return not child(doc)
+
+    return negation
+
+
+def _group_check(node: And | Or, algorithms: tuple[str, ...]) -> Check:
+    """AND / OR; the children that are plain title-or-text words become set probes in one
+    loop (an OR of such words is one probe of their forms together)."""
+    probes: list[frozenset[str]] = []
+    checks: list[Check] = []
+    for child in node.children:
+        if isinstance(child, Word) and child.field is None:
+            probes.append(query_forms(child.text, algorithms))
+        else:
+            checks.append(_check(child, algorithms))
+    others = tuple(checks)
+    if isinstance(node, Or):
+        either = frozenset().union(*probes)
+
+        def disjunction(doc: Document) -> bool:
+            if not either.isdisjoint(doc.body):
+                return True
+            return any(child(doc) for child in others)
+
+        return disjunction
+
+    def conjunction(doc: Document) -> bool:
+        body = doc.body
+        for forms in probes:
+            if forms.isdisjoint(body):
+                return False
+        return all(child(doc) for child in others)
+
+    return conjunction
+
+
+# --- hit: where does it match? -------------------------------------------------------------
+
+
+def _points(positions: list[int]) -> list[Span]:
+    return [(p, p) for p in positions]
 
 
 def _compile(node: Node, algorithms: tuple[str, ...], spans: bool) -> Matcher:
@@ -88,7 +227,7 @@ def _compile(node: Node, algorithms: tuple[str, ...], spans: bool) -> Matcher:
     if isinstance(node, Alias):
         return _alias(node, algorithms)
     if isinstance(node, Not):
-        return _not(_compile(node.child, algorithms, spans=False))
+        return _not(_check(node.child, algorithms))
     if isinstance(node, And):  # an AND has no spans of its own (NEAR takes positional operands)
         return _and(tuple(_compile(c, algorithms, spans=False) for c in node.children))
     if isinstance(node, Or):
@@ -97,110 +236,74 @@ def _compile(node: Node, algorithms: tuple[str, ...], spans: bool) -> Matcher:
 
 
 def _language(node: Word) -> Matcher:
-    wanted = node.text.lower()
-    dialect = wanted + "-"
+    matches = _language_check(node)
     name = label(node)
 
     def language(doc: Document) -> Hit | None:
-        code = doc.language
-        return Hit([], {name: set()}) if code == wanted or code.startswith(dialect) else None
+        return Hit([], {name: set()}) if matches(doc) else None
 
     return language
 
 
 def _word(node: Word, algorithms: tuple[str, ...], spans: bool) -> Matcher:
-    forms = tuple(query_forms(node.text, algorithms))
-    lo, hi = _bounds(node.field)
+    forms = query_forms(node.text, algorithms)
+    scope = SCOPES[node.field]
     name = label(node)
 
     def word(doc: Document) -> Hit | None:
-        get = doc.forms.get
-        found: set[int] | None = None
-        for form in forms:
-            positions = get(form)
-            if positions:
-                if found is None:
-                    found = set()
-                if lo <= positions[0] and positions[-1] < hi:  # positions are ascending
-                    found.update(positions)
-                else:
-                    found.update([p for p in positions if lo <= p < hi])
+        found = doc.positions(forms, scope)
         if not found:
             return None
-        return Hit(_points(found) if spans else [], {name: found})
+        return Hit(_points(found) if spans else [], {name: set(found)})
 
     return word
 
 
 def _prefix(node: Prefix, spans: bool) -> Matcher:
-    prefix = node.text.lower()
-    lo, hi = _bounds(node.field)
+    needle = " " + node.text.lower()
+    scope = SCOPES[node.field]
     name = label(node)
 
     def wildcard(doc: Document) -> Hit | None:
-        found: set[int] = set()
-        for word, positions in doc.words.items():
-            if word.startswith(prefix):
-                found.update([p for p in positions if lo <= p < hi])
+        found = doc.starts(needle, scope)
         if not found:
             return None
-        return Hit(_points(found) if spans else [], {name: found})
+        return Hit(_points(found) if spans else [], {name: set(found)})
 
     return wildcard
 
 
 def _phrase(node: Phrase) -> Matcher:
-    first, *rest = (w.lower() for w in node.words)
-    lo, hi = _bounds(node.field)
+    needle = _needle(node)
+    scope = SCOPES[node.field]
     name = label(node)
-    width = len(rest)
+    width = len(node.words) - 1
 
     def phrase(doc: Document) -> Hit | None:
-        get = doc.words.get
-        starts = get(first)
-        if not starts:
-            return None
-        following: list[Collection[int]] = []
-        for word in rest:
-            positions = get(word)
-            if not positions:
-                return None
-            following.append(positions)  # a word's positions are few: a list is tested fastest
-        return _leaf(name, [(start, start + width) for start in _sequence(starts, following, lo, hi)])
+        return _leaf(name, [(start, start + width) for start in doc.starts(needle, scope)])
 
     return phrase
 
 
 def _alias(node: Alias, algorithms: tuple[str, ...]) -> Matcher:
-    names = tuple(tuple(tuple(query_forms(w, algorithms)) for w in alternative) for alternative in node.names)
-    lo, hi = _bounds(node.field)
+    names = tuple(tuple(query_forms(w, algorithms) for w in alternative) for alternative in node.names)
+    scope = SCOPES[node.field]
     name = label(node)
 
     def alias(doc: Document) -> Hit | None:
-        get = doc.forms.get
         found: set[Span] = set()
-        for alternative in names:
-            words: list[set[int]] = []
-            for forms in alternative:
-                positions: set[int] = set()
-                for form in forms:
-                    at = get(form)
-                    if at:
-                        positions.update(at)
-                if not positions:
-                    break
-                words.append(positions)
-            else:
-                starts = _sequence(sorted(words[0]), words[1:], lo, hi)
-                found.update((start, start + len(words) - 1) for start in starts)
+        for forms in names:
+            width = len(forms) - 1
+            starts = doc.positions(forms[0], scope) if not width else doc.sequence_starts(forms, scope)
+            found.update((start, start + width) for start in starts)
         return _leaf(name, sorted(found))
 
     return alias
 
 
-def _not(child: Matcher) -> Matcher:
+def _not(child: Check) -> Matcher:
     def negation(doc: Document) -> Hit | None:
-        return None if child(doc) is not None else Hit()
+        return None if child(doc) else Hit()
 
     return negation
 
@@ -246,7 +349,7 @@ def _near(node: Near, left_of: Matcher, right_of: Matcher) -> Matcher:
         spans = []
         for ls, le in left.spans:
             for rs, re_ in right.spans:
-                if ls // FIELD_SPAN != rs // FIELD_SPAN:
+                if ls >> _FIELD_BITS != rs >> _FIELD_BITS:
                     continue
                 if ordered:
                     close = le < rs and rs - le <= distance
@@ -282,24 +385,7 @@ def _merge(terms: dict[str, set[int]], more: dict[str, set[int]]) -> None:
             have |= positions
 
 
-def _sequence(starts: list[int], following: Sequence[Collection[int]], lo: int, hi: int) -> list[int]:
-    """Positions where a sequence starts: word 0 at p (ascending ``starts``), word i at p + i.
-
-    Only within [lo, hi), and never across into the next field.
-    """
-    end = len(following)
-    if end == 1:  # two words, the common case: one comprehension
-        second = following[0]
-        return [p for p in starts if lo <= p < hi and p + 1 in second and (p + 1) & _INDEX_MASK]
-    found = []
-    for start in starts:
-        if lo <= start < hi and (start + end) // FIELD_SPAN == start // FIELD_SPAN:
-            for i, later in enumerate(following, 1):
-                if start + i not in later:
-                    break
-            else:
-                found.append(start)
-    return found
+# --- the reason ----------------------------------------------------------------------------
 
 
 def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
@@ -319,7 +405,7 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
         words = [surface[p >> _FIELD_BITS][p & _INDEX_MASK] for p in ordered]
         terms[term] = list(dict.fromkeys(words))
         weights[term] = 1.0 if not ordered or ordered[0] < FIELD_SPAN else 0.5  # TITLE is field 0
-    score = round(min(1.0, sum(weights.get(n, 0.0) for n in labels) / len(labels)), 3) if labels else 0.5
+    score = round(min(1.0, sum(map(weights.get, labels, repeat(0.0))) / len(labels)), 3) if labels else 0.5
     snippet, highlights = best_snippet(doc, every)
     # Validated, not model_construct: pydantic's validator (in Rust) is faster than its
     # Python-level construct (1.1 against 1.4 µs measured), and a bug here fails loudly.
@@ -335,12 +421,12 @@ def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[in
     field_id, start, end, hits = TITLE, 0, len(doc.title), in_title
     if in_text:
         starts = doc.sentence_starts
-        offsets = doc.offsets[TEXT]
+        offsets = doc.offsets(TEXT)
         best, current = -1, -1
         best_hits: list[int] = []
         current_hits: list[int] = []
         for p in in_text:  # sentences in order: group runs, keep the first of the largest
-            index = bisect.bisect_right(starts, offsets[p - FIELD_SPAN][0]) - 1
+            index = bisect.bisect_right(starts, offsets[2 * (p - FIELD_SPAN)]) - 1
             if index == current:
                 current_hits.append(p)
                 continue
@@ -358,14 +444,17 @@ def best_snippet(doc: Document, positions: set[int]) -> tuple[str, list[tuple[in
     stripped = sentence.lstrip()
     start += len(sentence) - len(stripped)
     snippet = stripped.rstrip()
-    offsets = doc.offsets[field_id]
     limit = start + len(snippet)
     highlights = []
-    for p in hits:  # ascending positions: ascending character spans
-        s, e = offsets[p & _INDEX_MASK]
-        if start <= s and e <= limit:
-            highlights.append((s - start, e - start))
-    highlights = _joined(snippet, highlights)
+    if hits:
+        offsets = doc.offsets(field_id)
+        for p in hits:  # ascending positions: ascending character spans
+            i = 2 * (p & _INDEX_MASK)
+            s, e = offsets[i], offsets[i + 1]
+            if start <= s and e <= limit:
+                highlights.append((s - start, e - start))
+    if len(highlights) > 1:
+        highlights = _joined(snippet, highlights)
     if len(snippet) > _SNIPPET_MAX:
         snippet = snippet[: _SNIPPET_MAX - 1].rstrip() + "…"
         highlights = [(s, e) for s, e in highlights if e <= len(snippet) - 1]

@@ -22,6 +22,13 @@ from newswatch.shared.languages import SNOWBALL
 
 #: A word: letters and digits, with inner apostrophes (shared by documents, queries and the bench).
 WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
+#: The same words as a split: [separator, word, separator, ..., separator], so one C call
+#: gives a document both its words and (by summing lengths) their character offsets.
+SPLIT = re.compile(f"({WORD.pattern})", re.UNICODE)
+#: Wildcard prefixes are indexed by their first three letters (``p:dep`` for ``deploy*``).
+PREFIX_KEY = 3
+#: Words a Lexicon remembers per language before it starts afresh (about 200 bytes each).
+LEXICON_WORDS = 200_000
 #: Suffixes that turn a place name into its adjective/demonym, longest first.
 _DEMONYM_SUFFIXES = ("ian", "ean", "ese", "an", "n", "i")
 _MIN_BASE = 4
@@ -75,10 +82,73 @@ def _forms(lowered: str, algorithm: str) -> set[str]:
     return forms
 
 
-@lru_cache(maxsize=500_000)
 def doc_forms(word: str, algorithm: str = "english") -> frozenset[str]:
-    """The comparable forms of a document word: itself (lower-case), its stem, demonym bases."""
-    return frozenset(_forms(_normal(word), algorithm))
+    """The comparable forms of a document word: its lower-case spelling, that spelling
+    normalized (``Korea's`` → ``korea``), its stem and demonym bases."""
+    lowered = word.lower()
+    return frozenset({lowered, *_forms(_normal(lowered), algorithm)})
+
+
+class Lexicon(dict[str, tuple[str, ...]]):
+    """Lower-case word → its keys in one language: ``doc_forms`` and its presearch prefix key.
+
+    The matcher's word cache: a document looks every word up here (one C-level ``map``), so
+    stemming happens once per distinct word, not once per occurrence. ``spellings`` is the
+    reverse (form → the words that have it), so a document finds where a query word occurs
+    by searching for those spellings instead of testing each of its words.
+
+    Bounded: ``lexicon_for`` starts a new Lexicon once this one holds ``limit`` words (the
+    words of the current news come back within a few items), so a drifting vocabulary
+    cannot grow memory; a document keeps the Lexicon it was built with.
+    """
+
+    def __init__(self, algorithm: str, limit: int = LEXICON_WORDS) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+        self.limit = limit
+        self.spellings: dict[str, set[str]] = {}
+
+    def __missing__(self, lowered: str) -> tuple[str, ...]:
+        forms = doc_forms(lowered, self.algorithm)
+        spellings = self.spellings
+        for form in forms:
+            have = spellings.get(form)
+            if have is None:
+                spellings[form] = {lowered}
+            else:
+                have.add(lowered)
+        keys = self[lowered] = (*forms, "p:" + lowered[:PREFIX_KEY])  # shorter: a key no topic has
+        return keys
+
+
+class _Lexicons(threading.local):
+    def __init__(self) -> None:
+        self.current: dict[str, Lexicon] = {}
+        self.resets = 0
+
+
+_lexicons = _Lexicons()
+
+
+def lexicon_for(algorithm: str) -> Lexicon:
+    """This thread's Lexicon for ``algorithm`` (PyStemmer stemmers are not thread-safe); a
+    new one once it is full. Called once per document, so no document straddles two."""
+    lexicon = _lexicons.current.get(algorithm)
+    if lexicon is None or len(lexicon) >= lexicon.limit:
+        if lexicon is not None:
+            _lexicons.resets += 1
+        lexicon = _lexicons.current[algorithm] = Lexicon(algorithm)
+    return lexicon
+
+
+def lexicon_resets() -> int:
+    """How often this thread started a Lexicon afresh because one was full (a metric)."""
+    return _lexicons.resets
+
+
+def lexicon_words() -> int:
+    """Words in this thread's lexicons (a metric)."""
+    return sum(len(lexicon) for lexicon in _lexicons.current.values())
 
 
 @lru_cache(maxsize=200_000)

@@ -115,7 +115,7 @@ class TopicSet:
         return len(self.index.unindexed)
 
     def candidates(self, doc: Document) -> list[Topic]:
-        keys = doc.keys()
+        keys = doc.keys
         if self.stats is not None:
             self.stats.observe(keys)
         ordered = self._ordered

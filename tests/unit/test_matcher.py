@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from newswatch.matcher.aliases import AliasTable, build_table, load_sets, starter_sets
 from newswatch.matcher.document import Document
 from newswatch.matcher.errors import AliasError, QueryError
-from newswatch.matcher.evaluate import explain
 from newswatch.matcher.parser import parse
 from newswatch.matcher.presearch import KeyStats
 from newswatch.matcher.syntax import And, Near, Node, Not, Or, Phrase, Prefix, Word, to_text
 from newswatch.matcher.text import doc_forms
 from newswatch.matcher.topics import Compiler, TopicSet
+from tests.support import oracle
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 STARTER = Compiler(build_table())
@@ -199,34 +199,109 @@ def test_printing_and_reparsing_gives_the_same_tree(tree: Node) -> None:
     assert parse(to_text(tree)) == tree
 
 
-# --- presearch == brute force ---------------------------------------------------------------
+# --- check, explain and presearch == the brute-force oracle -----------------------------------
 
 _SMALL_ALIASES = AliasTable([["north korea", "dprk", "pyongyang"], ["kursk", "kursk region"]])
 _DOC_WORDS = st.sampled_from(
-    ["korea", "korean", "troops", "troop", "ukraine", "deployed", "deploying", "sport", "floods", "kursk",
-     "region", "border", "north", "dprk", "the", "of"]
+    ["korea", "Korea", "KOREA", "korean", "korea's", "Korea’s", "troops", "troop", "ukraine", "deployed",
+     "deploying", "sport", "floods", "kursk", "region", "border", "north", "North", "dprk", "the", "of",
+     "Pyongyang", "tro"]
 )  # fmt: skip
+_TREE_WORDS = st.sampled_from(["korea", "korea's", "troops", "ukraine", "deploy", "kursk", "border", "dprk"])
+_oracle_trees: st.SearchStrategy[Node] = st.recursive(
+    st.recursive(
+        st.one_of(
+            st.builds(Word, _TREE_WORDS, _FIELDS),
+            st.builds(Prefix, _TREE_WORDS.map(lambda w: w[:3]), _FIELDS),
+            st.builds(Phrase, st.lists(_TREE_WORDS, min_size=1, max_size=3).map(tuple), _FIELDS),
+        ),
+        lambda inner: st.one_of(
+            st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+            st.builds(Near, inner, inner, st.integers(1, 8), st.booleans()),
+        ),
+        max_leaves=6,
+    ),
+    lambda inner: st.one_of(
+        st.builds(Not, inner),
+        st.builds(And, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+        st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+    ),
+    max_leaves=8,
+)
+_fields = st.lists(_DOC_WORDS, max_size=4).map(" ".join)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(_trees, min_size=1, max_size=25),
+    st.lists(_oracle_trees, min_size=1, max_size=25),
     st.lists(
-        st.tuples(st.lists(_DOC_WORDS, max_size=8), st.lists(_DOC_WORDS, max_size=20)), min_size=1, max_size=5
+        st.tuples(
+            st.lists(_DOC_WORDS, max_size=8).map(" ".join),
+            st.lists(_DOC_WORDS, max_size=20).map(" ".join),
+            _fields,
+            _fields,
+        ),
+        min_size=1,
+        max_size=5,
     ),
 )
-def test_presearch_finds_exactly_what_brute_force_finds(
-    trees: list[Node], docs: list[tuple[list[str], list[str]]]
+def test_check_explain_and_presearch_agree_with_the_brute_force_oracle(
+    trees: list[Node], docs: list[tuple[str, str, str, str]]
 ) -> None:
     compiler = Compiler(_SMALL_ALIASES, ("en",))
     topics = {f"t{i}": compiler.compile(f"t{i}", to_text(tree)) for i, tree in enumerate(trees)}
     topic_set = TopicSet(compiler).updated(topics)
-    for title, text in docs:
-        doc = Document.build(" ".join(title), " ".join(text), "en")
-        brute = {t.id for t in topics.values() if explain(t.tree, doc, compiler.algorithms) is not None}
-        found, candidates = topic_set.matches(doc)
-        assert {t.id for t, _ in found} == brute
+    for title, text, source, author in docs:
+        doc = Document.build(title, text, "en", source, author)
+        reference = oracle.item(title, text, "en", source, author)
+        expected = {t.id for t in topics.values() if oracle.matches(t.tree, reference, compiler.algorithms)}
+        for topic in topics.values():
+            assert topic.plan.check(doc) == (topic.id in expected), (topic.query, title, text, source, author)
+        found, candidates = topic_set.matches(doc)  # presearch, then check and explain
+        assert {t.id for t, _ in found} == expected
         assert candidates <= len(topics)
+        every_word = {w for field in (title, text, source, author) for w in field.split()}
+        for _topic, why in found:
+            assert all(set(words) <= every_word for words in why.terms.values()), why
+
+
+@pytest.mark.parametrize("operator", ["NEAR", "ONEAR"])
+def test_near_boundaries_every_distance_gap_and_order(operator: str) -> None:
+    """``a NEAR/n b``: at most n words apart, adjacent words being 1 apart; ONEAR: a first."""
+    compiler = Compiler(AliasTable(), ("en",))
+    for distance in range(1, 5):
+        topic = compiler.compile("t", f"troops {operator}/{distance} border")
+        for apart in range(1, 7):
+            filler = " ".join(["word"] * (apart - 1))
+            for first, second in (("troops", "border"), ("border", "troops")):
+                title = " ".join(w for w in (first, filler, second) if w)
+                documented = apart <= distance and (operator == "NEAR" or first == "troops")
+                reference = oracle.matches(topic.tree, oracle.item(title), compiler.algorithms)
+                assert topic.plan.check(Document.build(title, "", "en")) == documented == reference, title
+
+
+def test_a_phrase_with_a_possessive_is_found_through_presearch() -> None:
+    """An item's keys hold its words as written too, not only their normalized forms."""
+    topic_set = TopicSet(STARTER).updated({"t": STARTER.compile("t", '"Korea\'s troops"')})
+    found, _ = topic_set.matches(Document.build("Korea's troops advance", "", "en"))
+    assert [t.id for t, _ in found] == ["t"]
+
+
+def test_the_lexicon_starts_afresh_when_full_and_documents_keep_theirs() -> None:
+    from newswatch.matcher import text
+
+    first = text.lexicon_for("english")
+    limit, first.limit = first.limit, len(first) + 3
+    try:
+        old = Document.build("Kursk troops deploying", "xqzvw1 xqzvw2 xqzvw3 xqzvw4", "en")  # past the limit
+        resets = text.lexicon_resets()
+        new = Document.build("Kursk troops deploying", "", "en")
+        assert len(first) > first.limit  # a document is never split between two lexicons
+        assert text.lexicon_resets() == resets + 1 and new.lexicon is not old.lexicon is first
+        topic = STARTER.compile("t", "deploy* NEAR/2 troop")
+        assert topic.plan.explain(old) == topic.plan.explain(new) is not None  # the old one still works
+    finally:
+        first.limit = limit
 
 
 def test_presearch_skips_topics_whose_words_are_absent_and_flags_pure_negations() -> None:
