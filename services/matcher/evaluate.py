@@ -62,8 +62,10 @@ class Plan:
 
     def explain(self, doc: Document) -> MatchReason | None:
         """The reason this query matches ``doc`` (terms, highlighted sentence, score), or None."""
-        if not self.check(doc):
-            return None
+        return self.explain_match(doc) if self.check(doc) else None
+
+    def explain_match(self, doc: Document) -> MatchReason:
+        """The reason of a match that ``check`` found."""
         hit = self.hit(doc)
         if hit is None:  # the two compilations disagree: a bug, never a silent miss
             raise EvaluationError(f"the check matched but no hit was found for {self.query!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from newswatch import __version__
+from newswatch.matcher.text import lexicon_resets, lexicon_words
 from newswatch.shared.metrics import PipelineMetrics
 
 TOPIC_ERROR_REASONS = ("decode", "compile")
@@ -67,6 +68,18 @@ class MatcherMetrics:
             registry=registry,
         )
         self._labelled: set[str] = set()
+        self.lexicon_words = Gauge(
+            "newswatch_matcher_lexicon_words",
+            "Distinct words in the matcher's word cache (each word stemmed once; bounded, see resets).",
+            registry=registry,
+        )
+        self.lexicon_words.set_function(lexicon_words)
+        self.lexicon_resets = Counter(
+            "newswatch_matcher_lexicon_resets_total",
+            "Times the word cache was full and started afresh (often: the news vocabulary outgrew it).",
+            registry=registry,
+        )
+        self._resets_seen = lexicon_resets()
         self.topic_errors = Counter(
             "newswatch_matcher_topic_errors_total",
             "Topic definitions rejected (the previous version stays), by reason.",
@@ -81,3 +94,10 @@ class MatcherMetrics:
             self._labelled.add(topic_id)
         label = topic_id if topic_id in self._labelled else OTHER_TOPICS
         self.topic_matches.labels(label).inc()
+
+    def count_lexicon_resets(self) -> None:
+        """Brings the reset counter up to date (an int compare per item; the cache is pure)."""
+        resets = lexicon_resets()
+        if resets != self._resets_seen:
+            self.lexicon_resets.inc(resets - self._resets_seen)
+            self._resets_seen = resets

@@ -73,6 +73,7 @@ class ItemHandler:
         ]
         self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
         self._metrics.items_evaluated.inc()
+        self._metrics.count_lexicon_resets()
         parent = from_headers(message.headers)
         if matches:
             self._publisher.publish(

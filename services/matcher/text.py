@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,8 +28,10 @@ WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 SPLIT = re.compile(f"({WORD.pattern})", re.UNICODE)
 #: Wildcard prefixes are indexed by their first three letters (``p:dep`` for ``deploy*``).
 PREFIX_KEY = 3
-#: Words a Lexicon remembers per language before it starts afresh (about 200 bytes each).
-LEXICON_WORDS = 200_000
+#: Words a Lexicon holds per language before it starts afresh: about 470 bytes each with
+#: their forms and spellings (measured), so at most about 24 MB; 9,825 real news items had
+#: 33,485 distinct words.
+LEXICON_WORDS = 50_000
 #: Suffixes that turn a place name into its adjective/demonym, longest first.
 _DEMONYM_SUFFIXES = ("ian", "ean", "ese", "an", "n", "i")
 _MIN_BASE = 4
@@ -106,49 +109,60 @@ class Lexicon(dict[str, tuple[str, ...]]):
         super().__init__()
         self.algorithm = algorithm
         self.limit = limit
-        self.spellings: dict[str, set[str]] = {}
+        self.spellings: dict[str, tuple[str, ...]] = {}
 
     def __missing__(self, lowered: str) -> tuple[str, ...]:
         forms = doc_forms(lowered, self.algorithm)
         spellings = self.spellings
-        for form in forms:
-            have = spellings.get(form)
-            if have is None:
-                spellings[form] = {lowered}
-            else:
-                have.add(lowered)
+        for form in forms:  # a tuple: most forms have one or two spellings, and a set costs 216 bytes
+            spellings[form] = (*spellings.get(form, ()), lowered)
         keys = self[lowered] = (*forms, "p:" + lowered[:PREFIX_KEY])  # shorter: a key no topic has
         return keys
 
 
-class _Lexicons(threading.local):
+class _Lexicons:
+    """One thread's lexicons, one per algorithm."""
+
     def __init__(self) -> None:
         self.current: dict[str, Lexicon] = {}
-        self.resets = 0
 
 
-_lexicons = _Lexicons()
+_lexicons_of_threads: weakref.WeakSet[_Lexicons] = weakref.WeakSet()  # gone with their thread
+_lexicons_lock = threading.Lock()
+_resets = [0]  # fresh starts in any thread, ever: monotonic, unlike a sum over live threads
+
+
+def _thread_lexicons() -> _Lexicons:
+    mine: _Lexicons | None = getattr(_local, "lexicons", None)
+    if mine is None:
+        mine = _local.lexicons = _Lexicons()
+        with _lexicons_lock:
+            _lexicons_of_threads.add(mine)
+    return mine
 
 
 def lexicon_for(algorithm: str) -> Lexicon:
     """This thread's Lexicon for ``algorithm`` (PyStemmer stemmers are not thread-safe); a
     new one once it is full. Called once per document, so no document straddles two."""
-    lexicon = _lexicons.current.get(algorithm)
+    mine = _thread_lexicons()
+    lexicon = mine.current.get(algorithm)
     if lexicon is None or len(lexicon) >= lexicon.limit:
         if lexicon is not None:
-            _lexicons.resets += 1
-        lexicon = _lexicons.current[algorithm] = Lexicon(algorithm)
+            with _lexicons_lock:
+                _resets[0] += 1
+        lexicon = mine.current[algorithm] = Lexicon(algorithm)
     return lexicon
 
 
 def lexicon_resets() -> int:
-    """How often this thread started a Lexicon afresh because one was full (a metric)."""
-    return _lexicons.resets
+    """How often a Lexicon was started afresh because it was full, in any thread (a metric)."""
+    return _resets[0]
 
 
 def lexicon_words() -> int:
-    """Words in this thread's lexicons (a metric)."""
-    return sum(len(lexicon) for lexicon in _lexicons.current.values())
+    """Words held in every thread's lexicons (a metric)."""
+    with _lexicons_lock:
+        return sum(len(lexicon) for lexicons in _lexicons_of_threads for lexicon in lexicons.current.values())
 
 
 @lru_cache(maxsize=200_000)

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from newswatch.matcher.aliases import AliasTable, build_table
 from newswatch.matcher.document import Document
-from newswatch.matcher.evaluate import Plan
+from newswatch.matcher.evaluate import Check, Plan
 from newswatch.matcher.parser import parse
 from newswatch.matcher.presearch import Index, Keys, KeyStats, required
 from newswatch.matcher.syntax import Node
@@ -127,9 +127,17 @@ class TopicSet:
         Only presearch candidates are evaluated.
         """
         found = []
-        candidates = self.candidates(doc)
-        for topic in candidates:
-            reason = topic.plan.explain(doc)
-            if reason is not None:
-                found.append((topic, reason))
-        return found, len(candidates)
+        keys = doc.keys
+        if self.stats is not None:
+            self.stats.observe(keys)
+        positions = self.index.candidates(keys)
+        ordered, checks = self._ordered, self._checks
+        for i in positions:
+            if checks[i](doc):  # the cheap test; the reason's work only for a match
+                topic = ordered[i]
+                found.append((topic, topic.plan.explain_match(doc)))
+        return found, len(positions)
+
+    @functools.cached_property
+    def _checks(self) -> tuple[Check, ...]:
+        return tuple(t.plan.check for t in self._ordered)

@@ -170,27 +170,34 @@ def test_errors_say_where_and_what_was_expected(query: str, position: int, messa
 # Random trees over a small vocabulary: printing then parsing gives the same tree.
 _WORDS = st.sampled_from(["korea", "troops", "ukraine", "deploy", "sport", "flood", "kursk", "border"])
 _FIELDS = st.sampled_from([None, None, None, "title", "text", "source", "author"])
-_positional = st.recursive(
-    st.one_of(
-        st.builds(Word, _WORDS, _FIELDS),
-        st.builds(Prefix, _WORDS.map(lambda w: w[:4]), _FIELDS),
-        st.builds(Phrase, st.lists(_WORDS, min_size=1, max_size=3).map(tuple), _FIELDS),
-    ),
-    lambda inner: st.one_of(
-        st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
-        st.builds(Near, inner, inner, st.integers(1, 8), st.booleans()),
-    ),
-    max_leaves=6,
-)
-_trees: st.SearchStrategy[Node] = st.recursive(
-    _positional,
-    lambda inner: st.one_of(
-        st.builds(Not, inner),
-        st.builds(And, st.lists(inner, min_size=2, max_size=3).map(tuple)),
-        st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
-    ),
-    max_leaves=8,
-)
+
+
+def _tree_strategy(words: st.SearchStrategy[str], prefix: int) -> st.SearchStrategy[Node]:
+    """Random query trees over ``words`` (a wildcard takes a word's first ``prefix`` letters)."""
+    positional = st.recursive(
+        st.one_of(
+            st.builds(Word, words, _FIELDS),
+            st.builds(Prefix, words.map(lambda w: w[:prefix]), _FIELDS),
+            st.builds(Phrase, st.lists(words, min_size=1, max_size=3).map(tuple), _FIELDS),
+        ),
+        lambda inner: st.one_of(
+            st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+            st.builds(Near, inner, inner, st.integers(1, 8), st.booleans()),
+        ),
+        max_leaves=6,
+    )
+    return st.recursive(
+        positional,
+        lambda inner: st.one_of(
+            st.builds(Not, inner),
+            st.builds(And, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+            st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
+        ),
+        max_leaves=8,
+    )
+
+
+_trees = _tree_strategy(_WORDS, 4)
 
 
 @settings(max_examples=300, deadline=None)
@@ -208,26 +215,7 @@ _DOC_WORDS = st.sampled_from(
      "Pyongyang", "tro"]
 )  # fmt: skip
 _TREE_WORDS = st.sampled_from(["korea", "korea's", "troops", "ukraine", "deploy", "kursk", "border", "dprk"])
-_oracle_trees: st.SearchStrategy[Node] = st.recursive(
-    st.recursive(
-        st.one_of(
-            st.builds(Word, _TREE_WORDS, _FIELDS),
-            st.builds(Prefix, _TREE_WORDS.map(lambda w: w[:3]), _FIELDS),
-            st.builds(Phrase, st.lists(_TREE_WORDS, min_size=1, max_size=3).map(tuple), _FIELDS),
-        ),
-        lambda inner: st.one_of(
-            st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
-            st.builds(Near, inner, inner, st.integers(1, 8), st.booleans()),
-        ),
-        max_leaves=6,
-    ),
-    lambda inner: st.one_of(
-        st.builds(Not, inner),
-        st.builds(And, st.lists(inner, min_size=2, max_size=3).map(tuple)),
-        st.builds(Or, st.lists(inner, min_size=2, max_size=3).map(tuple)),
-    ),
-    max_leaves=8,
-)
+_oracle_trees = _tree_strategy(_TREE_WORDS, 3)
 _fields = st.lists(_DOC_WORDS, max_size=4).map(" ".join)
 
 
@@ -288,9 +276,15 @@ def test_a_phrase_with_a_possessive_is_found_through_presearch() -> None:
 
 
 def test_the_lexicon_starts_afresh_when_full_and_documents_keep_theirs() -> None:
-    from newswatch.matcher import text
+    from prometheus_client import CollectorRegistry
 
+    from newswatch.matcher import text
+    from newswatch.matcher.metrics import MatcherMetrics
+
+    registry = CollectorRegistry()
+    metrics = MatcherMetrics(registry)
     first = text.lexicon_for("english")
+    assert registry.get_sample_value("newswatch_matcher_lexicon_words") == text.lexicon_words() >= len(first)
     limit, first.limit = first.limit, len(first) + 3
     try:
         old = Document.build("Kursk troops deploying", "xqzvw1 xqzvw2 xqzvw3 xqzvw4", "en")  # past the limit
@@ -300,6 +294,8 @@ def test_the_lexicon_starts_afresh_when_full_and_documents_keep_theirs() -> None
         assert text.lexicon_resets() == resets + 1 and new.lexicon is not old.lexicon is first
         topic = STARTER.compile("t", "deploy* NEAR/2 troop")
         assert topic.plan.explain(old) == topic.plan.explain(new) is not None  # the old one still works
+        metrics.count_lexicon_resets()
+        assert registry.get_sample_value("newswatch_matcher_lexicon_resets_total") == 1
     finally:
         first.limit = limit
 
