@@ -111,6 +111,10 @@ class Lexicon(dict[str, tuple[str, ...]]):
         self.limit = limit
         self.spellings: dict[str, tuple[str, ...]] = {}
 
+    def clear(self) -> None:
+        super().clear()
+        self.spellings.clear()  # never one without the other
+
     def __missing__(self, lowered: str) -> tuple[str, ...]:
         forms = doc_forms(lowered, self.algorithm)
         spellings = self.spellings
