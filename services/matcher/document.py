@@ -29,8 +29,6 @@ from newswatch.shared.contract import Item
 TITLE, TEXT, SOURCE, AUTHOR, BODY = range(5)
 #: Scope of a query term → its id (None: title or text).
 SCOPES: dict[str | None, int] = {"title": TITLE, "text": TEXT, "source": SOURCE, "author": AUTHOR, None: BODY}
-#: The fields each scope covers, in position order.
-SCOPE_FIELDS = ((TITLE,), (TEXT,), (SOURCE,), (AUTHOR,), (TITLE, TEXT))
 FIELD_SPAN = 1 << 20
 _FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the field
 _INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
@@ -104,19 +102,31 @@ class Document:
         return found
 
     # --- positions, on demand --------------------------------------------------------------
-    # Each is a few C-level searches in a field's line: the index of the word at character
-    # ``at`` of a line is the number of spaces before it.
+    # Each is a few C-level searches in a scope's line: the index of the word at character
+    # ``at`` of a line is the number of spaces before it (in the body's line, before it and
+    # after the newline when it is in the text).
 
-    def _starts(self, needle: str, field_id: int) -> list[int]:
-        """Positions in ``field_id`` where ``needle`` (a space, then words) begins."""
-        line = self.lines[field_id]
+    def starts(self, needle: str, scope: int) -> list[int]:
+        """Ascending positions, in ``scope``, where ``needle`` begins: a space, then lower-case
+        words separated by single spaces, then a space for whole words (``" north korea "``,
+        a phrase) or none for a prefix (``" deploy"``, a wildcard)."""
+        line = self.lines[scope]
         at = line.find(needle)
         if at < 0:
             return []
-        base = field_id * FIELD_SPAN
         found: list[int] = []
+        if scope != BODY:
+            base = scope * FIELD_SPAN
+            while at >= 0:
+                found.append(base + line.count(" ", 0, at))
+                at = line.find(needle, at + 1)
+            return found
+        text_at = len(self.lines[TITLE]) + 1  # the body's line: title, a newline, text
         while at >= 0:
-            found.append(base + line.count(" ", 0, at))
+            if at < text_at:
+                found.append(line.count(" ", 0, at))
+            else:
+                found.append(FIELD_SPAN + line.count(" ", text_at, at))
             at = line.find(needle, at + 1)
         return found
 
@@ -129,21 +139,11 @@ class Document:
         spellings = self.lexicon.spellings.get
         words = set().union(*[spellings(form, ()) for form in present]).intersection(keys)
         found: list[int] = []
-        for field_id in SCOPE_FIELDS[scope]:
-            for word in words:
-                found += self._starts(f" {word} ", field_id)
+        for word in words:
+            found += self.starts(f" {word} ", scope)
         if len(words) > 1:
             found.sort()
         return found
-
-    def starts(self, needle: str, scope: int) -> list[int]:
-        """Ascending positions, in ``scope``, where ``needle`` begins: a space, then lower-case
-        words separated by single spaces, then a space for whole words (``" north korea "``,
-        a phrase) or none for a prefix (``" deploy"``, a wildcard)."""
-        fields = SCOPE_FIELDS[scope]
-        if len(fields) == 1:
-            return self._starts(needle, fields[0])
-        return self._starts(needle, fields[0]) + self._starts(needle, fields[1])
 
     def sequence_starts(self, forms: Sequence[frozenset[str]], scope: int) -> list[int]:
         """Ascending positions where word i's keys meet ``forms[i]``, for each i in turn."""
