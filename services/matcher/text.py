@@ -28,9 +28,10 @@ WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 SPLIT = re.compile(f"({WORD.pattern})", re.UNICODE)
 #: Wildcard prefixes are indexed by their first three letters (``p:dep`` for ``deploy*``).
 PREFIX_KEY = 3
-#: Words a Lexicon holds per language before it starts afresh: about 470 bytes each with
-#: their forms and spellings (measured), so at most about 24 MB; 9,825 real news items had
-#: 33,485 distinct words.
+#: Words a thread's lexicons hold, all languages together, before they start afresh: about
+#: 470 bytes each with their forms and spellings (measured), so at most about 24 MB. 9,825
+#: real English news items had 33,485 distinct words; items in several languages need a
+#: word once per language.
 LEXICON_WORDS = 50_000
 #: Suffixes that turn a place name into its adjective/demonym, longest first.
 _DEMONYM_SUFFIXES = ("ian", "ean", "ese", "an", "n", "i")
@@ -100,18 +101,21 @@ class Lexicon(dict[str, tuple[str, ...]]):
     reverse (form → the words that have it), so a document finds where a query word occurs
     by searching for those spellings instead of testing each of its words.
 
-    Bounded: ``lexicon_for`` starts a new Lexicon once this one holds ``limit`` words (the
-    words of the current news come back within a few items), so a drifting vocabulary
-    cannot grow memory; a document keeps the Lexicon it was built with.
+    Bounded: ``lexicon_for`` starts every lexicon of a thread afresh once together they hold
+    ``LEXICON_WORDS`` words (the words of the current news come back within a few items), so
+    neither a drifting vocabulary nor many languages can grow memory; a document keeps the
+    Lexicon it was built with.
     """
 
-    def __init__(self, algorithm: str, limit: int = LEXICON_WORDS) -> None:
+    def __init__(self, algorithm: str, owner: _Lexicons | None = None) -> None:
         super().__init__()
         self.algorithm = algorithm
-        self.limit = limit
+        self.owner = owner
         self.spellings: dict[str, tuple[str, ...]] = {}
 
     def clear(self) -> None:
+        if self.owner is not None:
+            self.owner.words -= len(self)
         super().clear()
         self.spellings.clear()  # never one without the other
 
@@ -121,14 +125,18 @@ class Lexicon(dict[str, tuple[str, ...]]):
         for form in forms:  # a tuple: most forms have one or two spellings, and a set costs 216 bytes
             spellings[form] = (*spellings.get(form, ()), lowered)
         keys = self[lowered] = (*forms, "p:" + lowered[:PREFIX_KEY])  # shorter: a key no topic has
+        if self.owner is not None:
+            self.owner.words += 1
         return keys
 
 
 class _Lexicons:
-    """One thread's lexicons, one per algorithm."""
+    """One thread's lexicons, one per algorithm, and the words they hold together."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = LEXICON_WORDS) -> None:
         self.current: dict[str, Lexicon] = {}
+        self.words = 0
+        self.limit = limit
 
 
 _lexicons_of_threads: weakref.WeakSet[_Lexicons] = weakref.WeakSet()  # gone with their thread
@@ -149,12 +157,14 @@ def lexicon_for(algorithm: str) -> Lexicon:
     """This thread's Lexicon for ``algorithm`` (PyStemmer stemmers are not thread-safe); a
     new one once it is full. Called once per document, so no document straddles two."""
     mine = _thread_lexicons()
+    if mine.words >= mine.limit:
+        mine.current = {}
+        mine.words = 0
+        with _lexicons_lock:
+            _resets[0] += 1
     lexicon = mine.current.get(algorithm)
-    if lexicon is None or len(lexicon) >= lexicon.limit:
-        if lexicon is not None:
-            with _lexicons_lock:
-                _resets[0] += 1
-        lexicon = mine.current[algorithm] = Lexicon(algorithm)
+    if lexicon is None:
+        lexicon = mine.current[algorithm] = Lexicon(algorithm, mine)
     return lexicon
 
 
@@ -164,9 +174,9 @@ def lexicon_resets() -> int:
 
 
 def lexicon_words() -> int:
-    """Words held in every thread's lexicons (a metric)."""
+    """Words held in every thread's lexicons, once per language (a metric)."""
     with _lexicons_lock:
-        return sum(len(lexicon) for lexicons in _lexicons_of_threads for lexicon in lexicons.current.values())
+        return sum(lexicons.words for lexicons in _lexicons_of_threads)
 
 
 @lru_cache(maxsize=200_000)

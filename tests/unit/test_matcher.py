@@ -275,7 +275,9 @@ def test_a_phrase_with_a_possessive_is_found_through_presearch() -> None:
     assert [t.id for t, _ in found] == ["t"]
 
 
-def test_the_lexicon_starts_afresh_when_full_and_documents_keep_theirs() -> None:
+def test_the_lexicons_start_afresh_when_full_and_documents_keep_theirs() -> None:
+    """One bound for a thread's lexicons, every language together: items guessed to be in
+    14 languages once made 14 caches of the same words grow (the soak's "growth")."""
     from prometheus_client import CollectorRegistry
 
     from newswatch.matcher import text
@@ -283,21 +285,24 @@ def test_the_lexicon_starts_afresh_when_full_and_documents_keep_theirs() -> None
 
     registry = CollectorRegistry()
     metrics = MatcherMetrics(registry)
+    mine = text._thread_lexicons()
     first = text.lexicon_for("english")
     assert registry.get_sample_value("newswatch_matcher_lexicon_words") == text.lexicon_words() >= len(first)
-    limit, first.limit = first.limit, len(first) + 3
+    limit, mine.limit = mine.limit, mine.words + 6
     try:
-        old = Document.build("Kursk troops deploying", "xqzvw1 xqzvw2 xqzvw3 xqzvw4", "en")  # past the limit
+        german = Document.build("xqzvw1 xqzvw2", "xqzvw3 xqzvw4", "de")  # 4 new words, German cache
+        old = Document.build("Kursk troops deploying", "xqzvw5 xqzvw6", "en")  # 2 more: past the bound
+        assert mine.words >= mine.limit and old.lexicon is first is not german.lexicon
         resets = text.lexicon_resets()
         new = Document.build("Kursk troops deploying", "", "en")
-        assert len(first) > first.limit  # a document is never split between two lexicons
-        assert text.lexicon_resets() == resets + 1 and new.lexicon is not old.lexicon is first
+        assert text.lexicon_resets() == resets + 1 and new.lexicon is not old.lexicon
+        assert mine.words == 3 and list(mine.current) == ["english"]  # every language started afresh
         topic = STARTER.compile("t", "deploy* NEAR/2 troop")
         assert topic.plan.explain(old) == topic.plan.explain(new) is not None  # the old one still works
         metrics.count_lexicon_resets()
         assert registry.get_sample_value("newswatch_matcher_lexicon_resets_total") == 1
     finally:
-        first.limit = limit
+        mine.limit = limit
 
 
 def test_presearch_skips_topics_whose_words_are_absent_and_flags_pure_negations() -> None:
