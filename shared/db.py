@@ -15,21 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
+    cast,
     create_engine,
     event,
     func,
+    literal,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from newswatch.shared.errors import NewswatchError
 
@@ -57,6 +62,9 @@ def make_engine(url: str) -> Engine:
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+                dbapi_connection.create_function(
+                    SQLITE_BIT_DISTANCE, 2, _bit_distance, deterministic=True
+                )  # see bit_distance
                 cursor = dbapi_connection.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -76,6 +84,31 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
         raise StoreError(f"cannot use database {redact(url)}: {exc}") from exc
+
+
+SQLITE_BIT_DISTANCE = "nw_bit_distance"
+_BITS_64 = (1 << 64) - 1
+
+
+def _bit_distance(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else ((a ^ b) & _BITS_64).bit_count()
+
+
+def bit_distance(conn: Connection, column: ColumnElement[Any], value: int) -> ColumnElement[int]:
+    """The number of bits in which a BIGINT column differs from ``value``, worked out by the
+    database, so a query can keep (and return) only the near rows instead of every row.
+
+    SQLite calls a function registered on each connection (``make_engine``); PostgreSQL 14 and
+    newer count the bits of the XOR as a bit string (``bit_count``), older ones count the
+    ones of its text. BIGINTs are signed, so the XOR of two stored values is the signed form
+    of the XOR of their unsigned values: the same bits.
+    """
+    if conn.dialect.name == "sqlite":
+        return func.nw_bit_distance(column, value, type_=Integer)
+    xor = cast(column.op("#")(literal(value, BigInteger)), postgresql.BIT(64))
+    if (conn.dialect.server_version_info or (0,)) >= (14,):
+        return func.bit_count(xor, type_=Integer)
+    return func.length(func.replace(cast(xor, Text), "0", ""), type_=Integer)
 
 
 def redact(url: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from newswatch.notifier.channels import channel_kind
-from newswatch.notifier.fingerprint import distance, fingerprint
+from newswatch.notifier.fingerprint import fingerprint
 from newswatch.notifier.store import NotifierStore, Routing, Subscription
 from newswatch.shared.cadence import Cadence, parse_cadence, parse_quiet_hours, parse_zone
 from newswatch.shared.config import NotifierSettings
@@ -87,12 +87,12 @@ class Router:
             outcome = self._schedule(tx, sub, match, queued)
             return "update" if outcome == "queued" else outcome
         window_start = tx.now - self._settings.duplicate_window
-        for story in tx.recent_stories(sub.id, window_start):
-            if distance(story.fingerprint, print_) <= self._settings.duplicate_distance:
-                tx.add_story(
-                    sub.id, item.item_id, story.item_id, item.revision, print_, item.title, item.url, source
-                )
-                return "duplicate"
+        story = tx.nearest_story(sub.id, window_start, print_, self._settings.duplicate_distance)
+        if story is not None:
+            tx.add_story(
+                sub.id, item.item_id, story.item_id, item.revision, print_, item.title, item.url, source
+            )
+            return "duplicate"
         tx.add_story(sub.id, item.item_id, item.item_id, item.revision, print_, item.title, item.url, source)
         return self._schedule(tx, sub, match, queued)
 

@@ -105,3 +105,50 @@ def test_topics_lost_by_the_broker_are_published_again(
     finally:
         publisher.close()
         store.close()
+
+
+def test_the_database_counts_differing_bits_as_python_does(db_url: str) -> None:
+    """``bit_distance`` on signed BIGINTs, both PostgreSQL forms (14+ and older) and SQLite's."""
+    from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, insert, select
+
+    from newswatch.shared.db import bit_distance, transaction
+
+    values = [0, 1, -1, (1 << 63) - 1, -(1 << 63), 0x0123_4567_89AB_CDEF, -0x0123_4567_89AB_CDEF]
+    table = Table("bits_probe", MetaData(), Column("id", Integer, primary_key=True), Column("v", BigInteger))
+    engine = make_engine(db_url)
+    try:
+        table.create(engine)
+        with transaction(engine, "probe") as conn:
+            conn.execute(insert(table), [{"id": i, "v": v} for i, v in enumerate(values)])
+        versions = [None, (13,)] if engine.dialect.name == "postgresql" else [None]
+        for version in versions:
+            with transaction(engine, "probe") as conn:
+                if version is not None:
+                    conn.dialect.server_version_info = version  # the older form
+                for b in values:
+                    got = conn.execute(select(table.c.v, bit_distance(conn, table.c.v, b))).all()
+                    assert {v: d for v, d in got} == {
+                        v: ((v ^ b) & (1 << 64) - 1).bit_count() for v in values
+                    }
+    finally:
+        engine.dispose()
+
+
+def test_routing_finds_the_nearest_story_within_the_distance_only(db_url: str) -> None:
+    store = NotifierStore(make_engine(db_url), clock=lambda: 1000.0)
+    try:
+        base = 0xF0F0_F0F0_F0F0_F0F0
+        with store.routing() as tx:
+            tx.add_story("s", "far", "far", 1, base ^ 0b1111111, "t", "u", "x")  # 7 bits away
+            tx.add_story("s", "near", "near", 1, base ^ 0b11, "t", "u", "x")  # 2 bits
+            tx.add_story("s", "dup", "near", 1, base, "t", "u", "x")  # a duplicate: never a story
+            tx.add_story("s", "mid", "mid", 1, base ^ 0b111 << 60, "t", "u", "x")  # 3 bits, top ones
+            tx.add_story("other", "o", "o", 1, base, "t", "u", "x")  # another subscription
+        with store.routing() as tx:
+            found = tx.nearest_story("s", 0.0, base, 6)
+            assert found is not None and found.item_id == "near" and found.fingerprint == base ^ 0b11
+            assert tx.nearest_story("s", 0.0, base, 1) is None
+            assert tx.nearest_story("s", 1000.0, base, 6) is None  # seen before the window opened
+            assert tx.nearest_story("s", 0.0, base ^ 0b1111111, 0).item_id == "far"  # type: ignore[union-attr]
+    finally:
+        store.close()
