@@ -6,7 +6,7 @@ vocabulary, a mix of AND, phrase, NEAR, wildcard, field, NOT and OR queries, so 
 about as often as real topics do. Measured in the same run:
 
 - tokenize + stem alone, twice: the item's words stemmed by PyStemmer in one C call (the
-  literal floor: nothing kept), and our ``Document.build`` (tokenize, look every word's
+  literal floor: nothing kept), and building our ``Document`` (tokenize, look every word's
   keys up in the word cache, the key sets and lines evaluation reads);
 - the naive loop: every topic evaluated against every item (no presearch);
 - newswatch: presearch, then evaluation of the candidates only.
@@ -129,7 +129,7 @@ def main() -> None:
     topics = [compiler.compile(f"t{i}", q) for i, q in enumerate(queries)]
 
     def stem_only(title: str, text: str) -> int:
-        Document.build(title, text, "en")
+        Document(title, text, "en")
         return 0
 
     stemmer = Stemmer.Stemmer("english")  # PyStemmer caches stems itself, as our Document does
@@ -148,7 +148,9 @@ def main() -> None:
         f"Python {sys.version.split()[0]}, one core (CPU time)"
     )
     raw_rate, _ = rate(raw_stem, items, repeat=3)
-    print(f"tokenize + stem alone: {raw_rate:,.0f} items/s (PyStemmer), {stem_rate:,.0f} (Document.build)\n")
+    print(
+        f"tokenize + stem alone: {raw_rate:,.0f} items/s (PyStemmer), {stem_rate:,.0f} (building our Document)\n"
+    )
     print(
         f"{'topics':>7} {'first pass':>10} {'items/s':>9} {'stem items/s':>12} {'vs stem':>8} {'raw items/s':>11} {'vs raw':>7} "
         f"{'naive items/s':>14} {'speed-up':>9} "
@@ -163,7 +165,7 @@ def main() -> None:
 
         def presearch(title: str, text: str, current: dict[str, TopicSet] = current) -> int:
             nonlocal evaluated
-            found, candidates = current["set"].matches(Document.build(title, text, "en"))
+            found, candidates = current["set"].matches(Document(title, text, "en"))
             evaluated += candidates
             return len(found)
 
@@ -178,7 +180,7 @@ def main() -> None:
         )
 
         def naive(title: str, text: str, subset: list[Topic] = subset) -> int:
-            doc = Document.build(title, text, "en")
+            doc = Document(title, text, "en")
             return sum(1 for t in subset if t.plan.explain(doc) is not None)  # compiled, as ours
 
         naive_rate, _ = rate(naive, items[: max(50, args.naive_items * 100 // n)])

@@ -104,7 +104,7 @@ def bit_distance(conn: Connection, column: ColumnElement[Any], value: int) -> Co
     of the XOR of their unsigned values: the same bits.
     """
     if conn.dialect.name == "sqlite":
-        return func.nw_bit_distance(column, value, type_=Integer)
+        return getattr(func, SQLITE_BIT_DISTANCE)(column, value, type_=Integer)  # type: ignore[no-any-return]
     xor = cast(column.op("#")(literal(value, BigInteger)), postgresql.BIT(64))
     if (conn.dialect.server_version_info or (0,)) >= (14,):
         return func.bit_count(xor, type_=Integer)

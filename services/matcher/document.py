@@ -90,10 +90,6 @@ class Document:
         source = " ".join(s for s in (item.source.host, item.source.feed_title) if s)
         return cls(item.title, item.summary, item.language, source, " ".join(item.authors))
 
-    @classmethod
-    def build(cls, title: str, text: str, language: str = "", source: str = "", author: str = "") -> Document:
-        return cls(title, text, language, source, author)
-
     def field_keys(self, scope: int) -> set[str]:
         """The keys of every word in ``scope`` (computed on first use: scoped terms are rare)."""
         found = self._field_keys.get(scope)

@@ -90,9 +90,7 @@ def _check(node: Node, algorithms: tuple[str, ...]) -> Check:
         if node.field == "lang":
             return _language_check(node)
         return _forms_check(query_forms(node.text, algorithms), SCOPES[node.field])
-    if isinstance(node, Prefix):
-        return _line_check(" " + node.text.lower(), SCOPES[node.field])
-    if isinstance(node, Phrase):
+    if isinstance(node, Prefix | Phrase):
         return _line_check(_needle(node), SCOPES[node.field])
     if isinstance(node, Alias):
         return _alias_check(node, algorithms)
@@ -109,9 +107,12 @@ def _check(node: Node, algorithms: tuple[str, ...]) -> Check:
     return near
 
 
-def _needle(phrase: Phrase) -> str:
-    """What a phrase is in a document's line: its lower-case words, spaced, a space each side."""
-    return " " + " ".join(w.lower() for w in phrase.words) + " "
+def _needle(node: Prefix | Phrase) -> str:
+    """What a node is in a document's line: a phrase its lower-case words, spaced, with a
+    space each side; a wildcard its lower-case prefix after a space."""
+    if isinstance(node, Prefix):
+        return " " + node.text.lower()
+    return " " + " ".join(w.lower() for w in node.words) + " "
 
 
 def _language_check(node: Word) -> Check:
@@ -158,7 +159,7 @@ def _alias_check(node: Alias, algorithms: tuple[str, ...]) -> Check:
     singles = frozenset(single)
 
     def alias(doc: Document) -> bool:
-        keys = doc.body if scope == BODY else doc.field_keys(scope)
+        keys = doc.field_keys(scope)
         if not singles.isdisjoint(keys):
             return True
         for forms in multi:
@@ -250,29 +251,25 @@ def _language(node: Word) -> Matcher:
 def _word(node: Word, algorithms: tuple[str, ...], spans: bool) -> Matcher:
     forms = query_forms(node.text, algorithms)
     scope = SCOPES[node.field]
-    name = label(node)
-
-    def word(doc: Document) -> Hit | None:
-        found = doc.positions(forms, scope)
-        if not found:
-            return None
-        return Hit(_points(found) if spans else [], {name: set(found)})
-
-    return word
+    return _single(label(node), lambda doc: doc.positions(forms, scope), spans)
 
 
 def _prefix(node: Prefix, spans: bool) -> Matcher:
-    needle = " " + node.text.lower()
+    needle = _needle(node)
     scope = SCOPES[node.field]
-    name = label(node)
+    return _single(label(node), lambda doc: doc.starts(needle, scope), spans)
 
-    def wildcard(doc: Document) -> Hit | None:
-        found = doc.starts(needle, scope)
+
+def _single(name: str, where: Callable[[Document], list[int]], spans: bool) -> Matcher:
+    """A term of one word (a word or a wildcard) found at ``where``'s positions."""
+
+    def single(doc: Document) -> Hit | None:
+        found = where(doc)
         if not found:
             return None
         return Hit(_points(found) if spans else [], {name: set(found)})
 
-    return wildcard
+    return single
 
 
 def _phrase(node: Phrase) -> Matcher:

@@ -70,7 +70,7 @@ class MatcherMetrics:
         self._labelled: set[str] = set()
         self.lexicon_words = Gauge(
             "newswatch_matcher_lexicon_words",
-            "Distinct words in the matcher's word cache (each word stemmed once; bounded, see resets).",
+            "Words in the matcher's word caches, once per language (each stemmed once; bounded, see resets).",
             registry=registry,
         )
         self.lexicon_words.set_function(lexicon_words)

@@ -179,9 +179,6 @@ class Index:
 def _keep(kept: set[int], entries: list[Entry], doc_keys: set[str]) -> None:
     """Adds the topics of ``entries`` whose remaining groups each meet ``doc_keys``."""
     for position, others in entries:  # a plain loop: it runs for every item
-        if not others:
-            kept.add(position)
-            continue
         for group in others:
             if group.isdisjoint(doc_keys):
                 break

@@ -61,11 +61,6 @@ class Token:
     end: int
 
 
-def spans(text: str) -> list[tuple[str, int, int]]:
-    """Words of ``text`` with their character offsets (the fast path of ``tokenize``)."""
-    return [(m.group(0), m.start(), m.end()) for m in WORD.finditer(text)]
-
-
 def tokenize(text: str) -> list[Token]:
     return [Token(m.group(0), m.start(), m.end()) for m in WORD.finditer(text)]
 
@@ -107,15 +102,12 @@ class Lexicon(dict[str, tuple[str, ...]]):
     Lexicon it was built with.
     """
 
-    def __init__(self, algorithm: str, owner: _Lexicons | None = None) -> None:
+    def __init__(self, algorithm: str) -> None:
         super().__init__()
         self.algorithm = algorithm
-        self.owner = owner
         self.spellings: dict[str, tuple[str, ...]] = {}
 
     def clear(self) -> None:
-        if self.owner is not None:
-            self.owner.words -= len(self)
         super().clear()
         self.spellings.clear()  # never one without the other
 
@@ -125,18 +117,19 @@ class Lexicon(dict[str, tuple[str, ...]]):
         for form in forms:  # a tuple: most forms have one or two spellings, and a set costs 216 bytes
             spellings[form] = (*spellings.get(form, ()), lowered)
         keys = self[lowered] = (*forms, "p:" + lowered[:PREFIX_KEY])  # shorter: a key no topic has
-        if self.owner is not None:
-            self.owner.words += 1
         return keys
 
 
 class _Lexicons:
-    """One thread's lexicons, one per algorithm, and the words they hold together."""
+    """One thread's lexicons, one per algorithm, and the bound on the words they hold together."""
 
     def __init__(self, limit: int = LEXICON_WORDS) -> None:
         self.current: dict[str, Lexicon] = {}
-        self.words = 0
         self.limit = limit
+
+    @property
+    def words(self) -> int:
+        return sum(map(len, self.current.values()))  # a few languages: cheaper than counting
 
 
 _lexicons_of_threads: weakref.WeakSet[_Lexicons] = weakref.WeakSet()  # gone with their thread
@@ -159,12 +152,11 @@ def lexicon_for(algorithm: str) -> Lexicon:
     mine = _thread_lexicons()
     if mine.words >= mine.limit:
         mine.current = {}
-        mine.words = 0
         with _lexicons_lock:
             _resets[0] += 1
     lexicon = mine.current.get(algorithm)
     if lexicon is None:
-        lexicon = mine.current[algorithm] = Lexicon(algorithm, mine)
+        lexicon = mine.current[algorithm] = Lexicon(algorithm)
     return lexicon
 
 

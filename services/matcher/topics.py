@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from newswatch.matcher.aliases import AliasTable, build_table
 from newswatch.matcher.document import Document
-from newswatch.matcher.evaluate import Check, Plan
+from newswatch.matcher.evaluate import Plan
 from newswatch.matcher.parser import parse
 from newswatch.matcher.presearch import Index, Keys, KeyStats, required
 from newswatch.matcher.syntax import Node
@@ -115,11 +115,11 @@ class TopicSet:
         return len(self.index.unindexed)
 
     def candidates(self, doc: Document) -> list[Topic]:
-        keys = doc.keys
+        """The topics presearch finds for ``doc`` (its keys are sampled for the re-plans)."""
         if self.stats is not None:
-            self.stats.observe(keys)
+            self.stats.observe(doc.keys)
         ordered = self._ordered
-        return [ordered[i] for i in self.index.candidates(keys)]
+        return [ordered[i] for i in self.index.candidates(doc.keys)]
 
     def matches(self, doc: Document) -> tuple[list[tuple[Topic, MatchReason]], int]:
         """Every topic ``doc`` matches, with the reason, and how many topics were evaluated.
@@ -127,17 +127,8 @@ class TopicSet:
         Only presearch candidates are evaluated.
         """
         found = []
-        keys = doc.keys
-        if self.stats is not None:
-            self.stats.observe(keys)
-        positions = self.index.candidates(keys)
-        ordered, checks = self._ordered, self._checks
-        for i in positions:
-            if checks[i](doc):  # the cheap test; the reason's work only for a match
-                topic = ordered[i]
+        candidates = self.candidates(doc)
+        for topic in candidates:
+            if topic.plan.check(doc):  # the cheap test; the reason's work only for a match
                 found.append((topic, topic.plan.explain_match(doc)))
-        return found, len(positions)
-
-    @functools.cached_property
-    def _checks(self) -> tuple[Check, ...]:
-        return tuple(t.plan.check for t in self._ordered)
+        return found, len(candidates)

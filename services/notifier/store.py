@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
 
 from newswatch.shared.config import SubscriptionConfig
 from newswatch.shared.db import bit_distance, insert_new, migrate, transaction, upsert
@@ -244,6 +245,11 @@ def unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
+def _stories() -> Select[Any]:
+    """A select of the columns a Story is made of."""
+    return select(STORIES.c.item_id, STORIES.c.story_item_id, STORIES.c.revision, STORIES.c.fingerprint)
+
+
 class Routing:
     """One match's routing, in one transaction: reads and writes of stories, outbox, digests."""
 
@@ -252,11 +258,12 @@ class Routing:
         self.now = now
 
     def story(self, subscription_id: str, item_id: str) -> Story | None:
-        row = self._conn.execute(
-            select(
-                STORIES.c.item_id, STORIES.c.story_item_id, STORIES.c.revision, STORIES.c.fingerprint
-            ).where(STORIES.c.subscription_id == subscription_id, STORIES.c.item_id == item_id)
-        ).first()
+        return self._story(
+            _stories().where(STORIES.c.subscription_id == subscription_id, STORIES.c.item_id == item_id)
+        )
+
+    def _story(self, query: Select[Any]) -> Story | None:
+        row = self._conn.execute(query).first()
         return None if row is None else Story(row[0], row[1], row[2], unsigned(row[3]))
 
     def nearest_story(
@@ -268,8 +275,8 @@ class Routing:
         every story of the window, 5.5 µs each, so a subscription with 5,000 stories in it
         routed at 31 ms a match."""
         distance = bit_distance(self._conn, STORIES.c.fingerprint, signed(fingerprint))
-        row = self._conn.execute(
-            select(STORIES.c.item_id, STORIES.c.story_item_id, STORIES.c.revision, STORIES.c.fingerprint)
+        return self._story(
+            _stories()
             .where(
                 STORIES.c.subscription_id == subscription_id,
                 STORIES.c.seen_at > since,
@@ -278,8 +285,7 @@ class Routing:
             )
             .order_by(distance, STORIES.c.seen_at)
             .limit(1)
-        ).first()
-        return None if row is None else Story(row[0], row[1], row[2], unsigned(row[3]))
+        )
 
     def add_story(
         self,

@@ -85,7 +85,7 @@ def test_category_topics_precision_recall(dataset: str) -> None:
     actual = Counter(label for label, _, _ in items)
     candidates = 0
     for label, title, text in items:
-        doc = Document.build(title, text, "en")
+        doc = Document(title, text, "en")
         found, evaluated = topic_set.matches(doc)
         candidates += evaluated
         matched = {t.id for t, _ in found}

@@ -25,7 +25,7 @@ STARTER = Compiler(build_table())
 
 def reason(query: str, title: str, text: str = "", language: str = "en", compiler: Compiler = STARTER):  # type: ignore[no-untyped-def]
     topic = compiler.compile("t", query)
-    return compiler.explain(topic, Document.build(title, text, language))
+    return compiler.explain(topic, Document(title, text, language))
 
 
 def matches(query: str, title: str, text: str = "", language: str = "en") -> bool:
@@ -240,7 +240,7 @@ def test_check_explain_and_presearch_agree_with_the_brute_force_oracle(
     topics = {f"t{i}": compiler.compile(f"t{i}", to_text(tree)) for i, tree in enumerate(trees)}
     topic_set = TopicSet(compiler).updated(topics)
     for title, text, source, author in docs:
-        doc = Document.build(title, text, "en", source, author)
+        doc = Document(title, text, "en", source, author)
         reference = oracle.item(title, text, "en", source, author)
         expected = {t.id for t in topics.values() if oracle.matches(t.tree, reference, compiler.algorithms)}
         for topic in topics.values():
@@ -265,13 +265,13 @@ def test_near_boundaries_every_distance_gap_and_order(operator: str) -> None:
                 title = " ".join(w for w in (first, filler, second) if w)
                 documented = apart <= distance and (operator == "NEAR" or first == "troops")
                 reference = oracle.matches(topic.tree, oracle.item(title), compiler.algorithms)
-                assert topic.plan.check(Document.build(title, "", "en")) == documented == reference, title
+                assert topic.plan.check(Document(title, "", "en")) == documented == reference, title
 
 
 def test_a_phrase_with_a_possessive_is_found_through_presearch() -> None:
     """An item's keys hold its words as written too, not only their normalized forms."""
     topic_set = TopicSet(STARTER).updated({"t": STARTER.compile("t", '"Korea\'s troops"')})
-    found, _ = topic_set.matches(Document.build("Korea's troops advance", "", "en"))
+    found, _ = topic_set.matches(Document("Korea's troops advance", "", "en"))
     assert [t.id for t, _ in found] == ["t"]
 
 
@@ -290,11 +290,11 @@ def test_the_lexicons_start_afresh_when_full_and_documents_keep_theirs() -> None
     assert registry.get_sample_value("newswatch_matcher_lexicon_words") == text.lexicon_words() >= len(first)
     limit, mine.limit = mine.limit, mine.words + 6
     try:
-        german = Document.build("xqzvw1 xqzvw2", "xqzvw3 xqzvw4", "de")  # 4 new words, German cache
-        old = Document.build("Kursk troops deploying", "xqzvw5 xqzvw6", "en")  # 2 more: past the bound
+        german = Document("xqzvw1 xqzvw2", "xqzvw3 xqzvw4", "de")  # 4 new words, German cache
+        old = Document("Kursk troops deploying", "xqzvw5 xqzvw6", "en")  # 2 more: past the bound
         assert mine.words >= mine.limit and old.lexicon is first is not german.lexicon
         resets = text.lexicon_resets()
-        new = Document.build("Kursk troops deploying", "", "en")
+        new = Document("Kursk troops deploying", "", "en")
         assert text.lexicon_resets() == resets + 1 and new.lexicon is not old.lexicon
         assert mine.words == 3 and list(mine.current) == ["english"]  # every language started afresh
         topic = STARTER.compile("t", "deploy* NEAR/2 troop")
@@ -316,7 +316,7 @@ def test_presearch_skips_topics_whose_words_are_absent_and_flags_pure_negations(
         }
     )
     assert topic_set.unindexed == 1 and not topic_set.get("not").indexed  # type: ignore[union-attr]
-    doc = Document.build("Troops deploying near Korea", "", "en")
+    doc = Document("Troops deploying near Korea", "", "en")
     assert sorted(t.id for t in topic_set.candidates(doc)) == ["nk", "not", "wild"]
     found, candidates = topic_set.matches(doc)
     assert sorted(t.id for t, _ in found) == ["nk", "not", "wild"] and candidates == 3
@@ -364,12 +364,10 @@ def test_replanned_index_uses_the_rarest_required_word_seen_in_items() -> None:
     topic_set = TopicSet(compiler, stats=stats).updated({"t": compiler.compile("t", "zebra ministers")})
     assert "minist" in topic_set.index.keys  # no statistics: the longer word
     for i in range(300):  # "zebra" is in every item, "ministers" in few
-        topic_set.candidates(
-            Document.build(f"zebra story {i}", "ministers meet" if i % 50 == 0 else "", "en")
-        )
+        topic_set.candidates(Document(f"zebra story {i}", "ministers meet" if i % 50 == 0 else "", "en"))
     replanned = topic_set.replanned()
     assert "zebra" not in replanned.index.keys and "minist" in replanned.index.keys
-    doc = Document.build("Zebra ministers resign", "", "en")
+    doc = Document("Zebra ministers resign", "", "en")
     assert (
         [t.id for t, _ in replanned.matches(doc)[0]] == ["t"] == [t.id for t, _ in topic_set.matches(doc)[0]]
     )

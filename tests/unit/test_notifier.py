@@ -18,7 +18,7 @@ from newswatch.demo.feeds_only import serve_demo_feeds
 from newswatch.demo.receiver import format_alert
 from newswatch.notifier.dispatcher import backoff
 from newswatch.notifier.errors import DeliveryError
-from newswatch.notifier.fingerprint import distance, fingerprint
+from newswatch.notifier.fingerprint import fingerprint
 from newswatch.notifier.render import render, subject, view
 from newswatch.notifier.router import alert_id_for
 from newswatch.notifier.store import Report, new_secret, signed, unsigned
@@ -230,7 +230,7 @@ def test_fingerprints_join_copies_and_keep_different_stories_apart() -> None:
     copy = fingerprint(item("North Korean troops deployed to Ukraine front - officials say"))
     other = fingerprint(item("Stocks fall as oil prices rise", "Shares dropped on Monday as crude climbed."))
     default = NotifierSettings().duplicate_distance
-    assert distance(base, copy) <= default < distance(base, other)
+    assert (base ^ copy).bit_count() <= default < (base ^ other).bit_count()
     assert unsigned(signed(base)) == base and -(1 << 63) <= signed(base) < 1 << 63
 
 
