@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed') pyproject.toml
+SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed') pyproject.toml setup.py
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-chaos lint lint-deploy typecheck unit integration e2e install clean
@@ -30,10 +30,10 @@ demo: install
 	$(BIN)/newswatch demo
 
 lint: install
-	$(BIN)/ruff check services shared tests bench
-	$(BIN)/ruff format --check services shared tests bench
+	$(BIN)/ruff check services shared tests bench setup.py
+	$(BIN)/ruff format --check services shared tests bench setup.py
 	$(BIN)/mypy -p newswatch
-	$(BIN)/mypy tests bench
+	$(BIN)/mypy tests bench setup.py
 
 # Deployment files: yamllint, promtool check config/rules and the alert rules' unit tests.
 lint-deploy: install

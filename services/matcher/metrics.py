@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from newswatch import __version__
+from newswatch.matcher.compiled import source_modules
 from newswatch.matcher.text import lexicon_resets, lexicon_words
 from newswatch.shared.metrics import PipelineMetrics
 
@@ -80,6 +81,12 @@ class MatcherMetrics:
             registry=registry,
         )
         self._resets_seen = lexicon_resets()
+        self.compiled = Gauge(
+            "newswatch_matcher_compiled",
+            "1 when the matcher's hot modules run compiled (mypyc), 0 when they run as Python source (slower).",
+            registry=registry,
+        )
+        self.compiled.set(0 if source_modules() else 1)
         self.topic_errors = Counter(
             "newswatch_matcher_topic_errors_total",
             "Topic definitions rejected (the previous version stays), by reason.",
