@@ -32,13 +32,13 @@ SCOPES: dict[str | None, int] = {"title": TITLE, "text": TEXT, "source": SOURCE,
 FIELD_SPAN = 1 << 20
 _FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the field
 _INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
-_SENTENCE_END = re.compile(r"[.!?]+")
+_MARKS = re.compile(r"[.!?]+")  # sentence-ending marks
 
 
 class Document:
     """One item's words, keys and lines (see the module docstring); built once per item."""
 
-    __slots__ = ("_field_keys", "_offsets", "_parts", "_sentences", "body", "forms", "keys", "language",
+    __slots__ = ("_field_keys", "_offsets", "_parts", "body", "forms", "keys", "language",
                  "lexicon", "lines", "surface", "text", "title", "words")  # fmt: skip
 
     def __init__(self, title: str, text: str, language: str = "", source: str = "", author: str = "") -> None:
@@ -83,7 +83,6 @@ class Document:
         self._parts = parts
         self._field_keys: dict[int, set[str]] = {BODY: body}
         self._offsets: dict[int, list[int]] = {}
-        self._sentences: list[int] | None = None
 
     @classmethod
     def from_item(cls, item: Item) -> Document:
@@ -165,10 +164,19 @@ class Document:
             found = self._offsets[field_id] = list(accumulate(map(len, self._parts[field_id])))
         return found
 
-    @property
-    def sentence_starts(self) -> list[int]:
-        """Where the text's sentences start (for the reason's snippet): 0, then after each
-        run of sentence-ending marks. Sentence i ends where sentence i + 1 starts."""
-        if self._sentences is None:
-            self._sentences = [0, *[m.end() for m in _SENTENCE_END.finditer(self.text)]]
-        return self._sentences
+    def sentence_start(self, at: int) -> int:
+        """Where the text's sentence holding character ``at`` (of a word) starts: 0, or just
+        after the run of sentence-ending marks before it. Three C-level searches back from
+        ``at``, for the reason's snippet, instead of scanning the whole text for sentences."""
+        text = self.text
+        return max(text.rfind(".", 0, at), text.rfind("!", 0, at), text.rfind("?", 0, at)) + 1
+
+    def sentence_end(self, at: int) -> int:
+        """Where that sentence ends: after the next run of sentence-ending marks, or at the
+        end of the text."""
+        text = self.text
+        marks = [i for i in (text.find(".", at), text.find("!", at), text.find("?", at)) if i >= 0]
+        if not marks:
+            return len(text)
+        found = _MARKS.match(text, min(marks))
+        return found.end() if found else len(text)  # (a run always matches there)

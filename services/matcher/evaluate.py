@@ -420,25 +420,24 @@ def best_snippet(doc: Document, ordered: list[int]) -> tuple[str, list[tuple[int
     in_text = ordered[title_end : bisect.bisect_left(ordered, 2 * FIELD_SPAN, title_end)]
     field_id, start, end, hits = TITLE, 0, len(doc.title), in_title
     if in_text:
-        starts = doc.sentence_starts
         offsets = doc.offsets(TEXT)
-        best, current = -1, -1
+        best, current = -1, -1  # a sentence is named by where it starts
         best_hits: list[int] = []
         current_hits: list[int] = []
         for p in in_text:  # sentences in order: group runs, keep the first of the largest
-            index = bisect.bisect_right(starts, offsets[2 * (p - FIELD_SPAN)]) - 1
-            if index == current:
+            opening = doc.sentence_start(offsets[2 * (p - FIELD_SPAN)])
+            if opening == current:
                 current_hits.append(p)
                 continue
             if len(current_hits) > len(best_hits):
                 best, best_hits = current, current_hits
-            current, current_hits = index, [p]
+            current, current_hits = opening, [p]
         if len(current_hits) > len(best_hits):
             best, best_hits = current, current_hits
         if len(best_hits) > len(in_title):  # the title wins a tie
             field_id, hits = TEXT, best_hits
-            start = starts[best]
-            end = starts[best + 1] if best + 1 < len(starts) else len(doc.text)
+            start = best
+            end = doc.sentence_end(offsets[2 * (best_hits[0] - FIELD_SPAN)])
     source = doc.title if field_id == TITLE else doc.text
     sentence = source[start:end]
     stripped = sentence.lstrip()

@@ -375,3 +375,19 @@ def test_replanned_index_uses_the_rarest_required_word_seen_in_items() -> None:
     stats.window = 100
     stats.observe({"x"})
     assert stats.items < before  # halved: the sample decays instead of growing forever
+
+
+@pytest.mark.parametrize(
+    ("text", "snippet"),
+    [
+        ("Intro. Korea troops met... Korea again?! Then rest", "Korea troops met..."),  # first of the largest
+        ("No marks here but Korea and Korea", "No marks here but Korea and Korea"),
+        ("...Korea leads. Quiet", "Korea leads."),  # a run of marks at the very start
+        ("Some news! Then Korea, Korea and Korea at the end", "Then Korea, Korea and Korea at the end"),
+        ("Korea. Korea! Korea? Korea", "Korea."),  # one hit each: the first sentence
+    ],
+)
+def test_the_snippet_is_the_sentence_with_most_hits(text: str, snippet: str) -> None:
+    why = reason("Korea", "Title", text)
+    assert why is not None and why.snippet == snippet
+    assert all(why.snippet[s:e] == "Korea" for s, e in why.highlights)
