@@ -137,7 +137,10 @@ class Index:
                     filtered.setdefault(key, []).append((position, rest))
         self._alone = alone
         self._pairs = pairs
-        self._seconds = {key: frozenset(by_second) for key, by_second in pairs.items()}
+        # Tuples, not sets: probing the item's keys with a few strings reads those strings and
+        # one small tuple; a set would also scan its sparse table, and weighs 5x as much (at
+        # 10,000 topics 0.8 against 4.1 MB), so less of the index stays in cache between items.
+        self._seconds = {key: tuple(by_second) for key, by_second in pairs.items()}
         self._filtered = filtered
         self._alone_keys = frozenset(alone)
         self._pair_keys = frozenset(pairs)
