@@ -9,8 +9,8 @@ mypyc names a module by the packages around its file, and the repository layout 
 ``services/`` onto ``newswatch`` only when installed, so the sources are compiled from a
 staged copy laid out as the installed package (``build/mypyc-src/newswatch/...``).
 
-Set ``NEWSWATCH_PURE_PYTHON=1`` to install without compiling; without a C compiler the build
-says so and installs pure Python, which is correct, only slower.
+Set ``NEWSWATCH_PURE_PYTHON=1`` to install without compiling; without a C compiler or Python's
+headers the build says so and installs pure Python, which is correct, only slower.
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ COMPILED = ("matcher/document.py", "matcher/evaluate.py", "matcher/presearch.py"
 STAGE = ROOT / "build" / "mypyc-src"
 
 
-def _compiler() -> str | None:
-    """The C compiler the build would use, if it is installed."""
+def _missing_toolchain() -> str | None:
+    """What compiling would lack (a C compiler, Python's headers), or None."""
     name = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(name)
+    if shutil.which(name) is None:
+        return f"no C compiler ({name}; set CC or install gcc)"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return "no Python headers (Python.h; on Debian install python3-dev)"
+    return None
 
 
 def _stage() -> list[str]:
@@ -55,12 +59,9 @@ def _extensions() -> list[Extension]:
     if os.environ.get("NEWSWATCH_PURE_PYTHON", "") not in ("", "0"):
         print("newswatch: NEWSWATCH_PURE_PYTHON is set: the matcher stays pure Python", file=sys.stderr)
         return []
-    if _compiler() is None:
-        print(
-            "newswatch: no C compiler found (set CC or install gcc): the matcher stays pure Python, "
-            "correct but about a fifth slower",
-            file=sys.stderr,
-        )
+    missing = _missing_toolchain()
+    if missing is not None:
+        print(f"newswatch: {missing}: the matcher stays pure Python, correct but slower", file=sys.stderr)
         return []
     # mypy names a module from the packages around its file: newswatch.matcher.document.
     return list(mypycify(_stage(), opt_level="3", group_name="newswatch_matcher"))
