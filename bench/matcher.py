@@ -29,6 +29,7 @@ from pathlib import Path
 import Stemmer
 
 from newswatch.matcher.aliases import build_table
+from newswatch.matcher.compiled import source_modules
 from newswatch.matcher.document import Document
 from newswatch.matcher.presearch import KeyStats
 from newswatch.matcher.text import WORD, query_forms, tokenize
@@ -145,7 +146,8 @@ def main() -> None:
     stem_rate, _ = rate(stem_only, items, repeat=3)  # warm: the steady state of a running matcher
     print(
         f"newswatch matcher bench: {len(items)} items ({'AG News' if AG_NEWS.is_file() else 'generated'}), "
-        f"Python {sys.version.split()[0]}, one core (CPU time)"
+        f"Python {sys.version.split()[0]}, one core (CPU time), "
+        f"{'pure Python: ' + ', '.join(source_modules()) if source_modules() else 'hot modules compiled (mypyc)'}"
     )
     raw_rate, _ = rate(raw_stem, items, repeat=3)
     print(
