@@ -19,7 +19,6 @@ demand, per query term, by searching the lines for the term's spellings. A posit
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from itertools import accumulate, chain
 
@@ -32,7 +31,7 @@ SCOPES: dict[str | None, int] = {"title": TITLE, "text": TEXT, "source": SOURCE,
 FIELD_SPAN = 1 << 20
 _FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the field
 _INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
-_MARKS = re.compile(r"[.!?]+")  # sentence-ending marks
+_MARKS = ".!?"  # sentence-ending marks
 
 
 class Document:
@@ -178,5 +177,7 @@ class Document:
         marks = [i for i in (text.find(".", at), text.find("!", at), text.find("?", at)) if i >= 0]
         if not marks:
             return len(text)
-        found = _MARKS.match(text, min(marks))
-        return found.end() if found else len(text)  # (a run always matches there)
+        end = min(marks) + 1
+        while end < len(text) and text[end] in _MARKS:  # a run is mostly one mark
+            end += 1
+        return end

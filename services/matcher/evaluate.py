@@ -32,6 +32,9 @@ _SNIPPET_MAX = 300
 _FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the field
 _INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
 
+_VALIDATE_REASON: Callable[[dict[str, object]], MatchReason] = (
+    MatchReason.__pydantic_validator__.validate_python
+)
 Span = tuple[int, int]  # first and last position (inclusive)
 Check = Callable[[Document], bool]
 
@@ -407,9 +410,10 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
     if len(hit.terms) > 1:  # one term (most queries): its positions are sorted already
         ordered = sorted(set().union(*hit.terms.values()))
     snippet, highlights = best_snippet(doc, ordered)
-    # Validated, not model_construct: pydantic's validator (in Rust) is faster than its
-    # Python-level construct (1.1 against 1.4 µs measured), and a bug here fails loudly.
-    return MatchReason(terms=terms, snippet=snippet, highlights=highlights, score=score)
+    # Validated, so a bug here fails loudly, by the model's validator itself (pydantic's
+    # documented ``__pydantic_validator__``): 13k instructions, against 17k through the
+    # model's Python-level ``__init__`` and 26k for ``model_construct`` (measured).
+    return _VALIDATE_REASON({"terms": terms, "snippet": snippet, "highlights": highlights, "score": score})
 
 
 def best_snippet(doc: Document, ordered: list[int]) -> tuple[str, list[tuple[int, int]]]:
