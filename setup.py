@@ -67,4 +67,5 @@ def _extensions() -> list[Extension]:
     return list(mypycify(_stage(), opt_level="3", group_name="newswatch_matcher"))
 
 
-setup(ext_modules=_extensions())
+if __name__ == "__main__":  # as setuptools runs it; tests import _missing_toolchain
+    setup(ext_modules=_extensions())

@@ -144,10 +144,11 @@ def main() -> None:
     query_forms.cache_clear()
     stem_rate, _ = rate(stem_only, items)  # cold caches: the first pass pays the stemming
     stem_rate, _ = rate(stem_only, items, repeat=3)  # warm: the steady state of a running matcher
+    source = source_modules()
     print(
         f"newswatch matcher bench: {len(items)} items ({'AG News' if AG_NEWS.is_file() else 'generated'}), "
         f"Python {sys.version.split()[0]}, one core (CPU time), "
-        f"{'pure Python: ' + ', '.join(source_modules()) if source_modules() else 'hot modules compiled (mypyc)'}"
+        f"{'pure Python: ' + ', '.join(source) if source else 'hot modules compiled (mypyc)'}"
     )
     raw_rate, _ = rate(raw_stem, items, repeat=3)
     print(

@@ -165,16 +165,16 @@ class Document:
 
     def sentence_start(self, at: int) -> int:
         """Where the text's sentence holding character ``at`` (of a word) starts: 0, or just
-        after the run of sentence-ending marks before it. Three C-level searches back from
-        ``at``, for the reason's snippet, instead of scanning the whole text for sentences."""
+        after the run of sentence-ending marks before it. A C-level search back from ``at``
+        per mark, for the reason's snippet, instead of scanning the whole text for sentences."""
         text = self.text
-        return max(text.rfind(".", 0, at), text.rfind("!", 0, at), text.rfind("?", 0, at)) + 1
+        return max([text.rfind(mark, 0, at) for mark in _MARKS]) + 1
 
     def sentence_end(self, at: int) -> int:
         """Where that sentence ends: after the next run of sentence-ending marks, or at the
         end of the text."""
         text = self.text
-        marks = [i for i in (text.find(".", at), text.find("!", at), text.find("?", at)) if i >= 0]
+        marks = [i for i in [text.find(mark, at) for mark in _MARKS] if i >= 0]
         if not marks:
             return len(text)
         end = min(marks) + 1
