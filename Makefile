@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed') pyproject.toml setup.py
+SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed' -o -name '*.c' -o -name '*.pyi') pyproject.toml setup.py
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-chaos lint lint-deploy typecheck unit integration e2e install clean

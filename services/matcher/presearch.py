@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from newswatch.matcher.keypairs import Triple, pair_table
 from newswatch.matcher.syntax import Alias, And, Node, Not, Or, Phrase, Prefix, Word
 from newswatch.matcher.text import PREFIX_KEY, query_forms
 
@@ -95,23 +96,24 @@ Entry = tuple[int, tuple[Keys, ...]]  # a topic's position and the required grou
 
 
 class Index:
-    """Index key → the topics (positions in a topic list) that an item with the key may match.
+    """The topics (positions in a topic list) that an item may match, found from its keys.
 
     A topic with two or more required groups is indexed under pairs of keys, one from its
-    most selective group and one from the next, so an item finds it only if it has both.
-    The maps are flat, by kind of entry, so that probing an item is a few set operations
-    done in C: the item's keys against every first key at once, then, in one ``map``, against
-    the second keys of each first key it has. Per item the Python-level work is then for the
-    few keys that lead to a topic, not for every key that hit the index (24 of an item's 78
-    keys hit, 3 of those lead anywhere, at 10,000 generated topics). What is left is memory
-    traffic: each hit reads a set the item has not touched before.
+    most selective group and one from the next, so an item finds it only if it has both;
+    a topic with one group, or whose two best groups would make too many pairs, is indexed
+    under each key of its best group as a pair of that key with itself. Every pair leads
+    to an entry: the topic and the groups it still requires, tested with set operations.
+    The pairs are one ``PairTable`` (``keypairs``: flat hashes in C when built), so probing
+    an item is one call; per item the Python-level work is then only for the entries found
+    (about 7 at 10,000 generated topics, against 24 of the item's 78 keys that lead to a
+    topic and 150 second keys to test behind them).
     """
 
     def __init__(self, groups: list[list[Keys]], stats: KeyStats | None = None) -> None:
         self.unindexed: list[int] = []
-        alone: dict[str, list[int]] = {}  # key → topics that require nothing else
-        pairs: dict[str, dict[str, list[Entry]]] = {}  # key → second key → topics needing both
-        filtered: dict[str, list[Entry]] = {}  # key → topics whose other groups are tested in turn
+        triples: list[Triple] = []
+        entries: list[Entry] = []
+        firsts: set[str] = set()
 
         def selectivity(group: Keys) -> tuple[float, int, int]:
             rarity = stats.frequency(group) if stats is not None and stats.items else 0.0
@@ -123,67 +125,36 @@ class Index:
                 self.unindexed.append(position)
                 continue
             first, rest = ordered[0], tuple(ordered[1:])
-            if not rest:
-                for key in first:
-                    alone.setdefault(key, []).append(position)
-            elif len(first) * len(rest[0]) <= PAIR_LIMIT:
-                entry = (position, rest[1:])
-                for key in first:
-                    by_second = pairs.setdefault(key, {})
-                    for second in rest[0]:
-                        by_second.setdefault(second, []).append(entry)
-            else:
-                for key in first:
-                    filtered.setdefault(key, []).append((position, rest))
-        self._alone = alone
-        self._pairs = pairs
-        # Tuples, not sets: probing the item's keys with a few strings reads those strings and
-        # one small tuple; a set would also scan its sparse table, and weighs 5x as much (at
-        # 10,000 topics 0.8 against 4.1 MB), so less of the index stays in cache between items.
-        self._seconds = {key: tuple(by_second) for key, by_second in pairs.items()}
-        self._filtered = filtered
-        self._alone_keys = frozenset(alone)
-        self._pair_keys = frozenset(pairs)
-        self._filtered_keys = frozenset(filtered)
-        self._keys = self._alone_keys | self._pair_keys | self._filtered_keys
+            firsts.update(first)
+            entry = len(entries)
+            if rest and len(first) * len(rest[0]) <= PAIR_LIMIT:
+                entries.append((position, rest[1:]))
+                triples += [(key, second, entry) for key in first for second in rest[0]]
+            else:  # one group, or too many pairs: each key alone, the rest tested in turn
+                entries.append((position, rest))
+                triples += [(key, key, entry) for key in first]
+        self._entries = entries
+        self._table = pair_table(triples)
+        self._keys = frozenset(firsts)
 
     @property
     def keys(self) -> frozenset[str]:
         """The keys topics are indexed under (their most selective group's)."""
         return self._keys
 
+    @property
+    def pairs(self) -> int:
+        """Pairs of keys in the table (a topic has one per key pair of its two best groups)."""
+        return len(self._table)
+
     def candidates(self, doc_keys: set[str]) -> list[int]:
-        """Topics indexed under keys of the item whose other required groups it also meets."""
+        """Topics indexed under pairs of the item's keys whose other required groups it meets."""
         kept = set(self.unindexed)
-        hits = doc_keys & self._keys  # in C, over the item's keys: the one probe of them all
-        if not hits:
-            return sorted(kept)
-        firsts = hits & self._pair_keys  # over the few hits from here on
-        if firsts:
-            pairs = self._pairs
-            seconds_of = self._seconds
-            # For every first key at once, in C: has the item none of its second keys? (A
-            # test allocates nothing; an intersection is made only for the few that pass.)
-            missing = map(doc_keys.isdisjoint, map(seconds_of.__getitem__, firsts))
-            for first, none in zip(firsts, missing, strict=True):
-                if not none:
-                    by_second = pairs[first]
-                    for second in doc_keys.intersection(seconds_of[first]):
-                        _keep(kept, by_second[second], doc_keys)
-        if self._alone:
-            for key in hits & self._alone_keys:
-                kept.update(self._alone[key])
-        if self._filtered:
-            for key in hits & self._filtered_keys:
-                _keep(kept, self._filtered[key], doc_keys)
+        entries = self._entries
+        for position, others in map(entries.__getitem__, self._table.probe(doc_keys)):
+            for group in others:  # most entries have none left: two groups, both in the pair
+                if group.isdisjoint(doc_keys):
+                    break
+            else:
+                kept.add(position)
         return sorted(kept)
-
-
-def _keep(kept: set[int], entries: list[Entry], doc_keys: set[str]) -> None:
-    """Adds the topics of ``entries`` whose remaining groups each meet ``doc_keys``."""
-    for position, others in entries:  # a plain loop: it runs for every item
-        for group in others:
-            if group.isdisjoint(doc_keys):
-                break
-        else:
-            kept.add(position)

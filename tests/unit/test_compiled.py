@@ -49,12 +49,21 @@ def test_the_pure_python_source_passes_the_matcher_tests(tmp_path: Path) -> None
     shutil.copytree(
         Path(newswatch.__file__).parent, pure, ignore=shutil.ignore_patterns("*.so", "__pycache__")
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "NEWSWATCH_PURE_PYTHON": "1"}
     probe = "from newswatch.matcher.compiled import source_modules; print(len(source_modules()))"
     found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert found.stdout.strip() == "3"  # all three from the copy, as source
+    assert found.stdout.strip() == "4"  # all three from the copy, as source, and the Python pair table
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_matcher.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_matcher.py",
+            "tests/unit/test_keypairs.py",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
