@@ -5,8 +5,8 @@ is a handful of C-level passes per field (split into words, lower-case the joine
 each word's keys up in a per-language ``Lexicon``, one set), and nothing per word is done in
 Python. What most topics need is then a set probe or a substring search:
 
-- ``body`` (title and text) and ``keys`` (every field, with the language: what presearch
-  probes) are sets of every word's keys: its spelling, comparable forms and prefix key;
+- ``body`` (title and text) and ``extra`` (source, author and the language) are sets of
+  every word's keys: its spelling, comparable forms and prefix key; presearch probes both;
 - ``lines[scope]`` is a scope's lower-case words joined by single spaces, with a space at
   each end, so a quoted phrase ``"north korea"`` is the substring ``" north korea "`` and a
   wildcard ``deploy*`` the substring ``" deploy"``. The body's line separates title from
@@ -20,7 +20,7 @@ demand, per query term, by searching the lines for the term's spellings. A posit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import accumulate, chain
+from itertools import accumulate
 
 from newswatch.matcher.text import SPLIT, WORD, algorithm_for, lexicon_for
 from newswatch.shared.contract import Item
@@ -37,7 +37,7 @@ _MARKS = ".!?"  # sentence-ending marks
 class Document:
     """One item's words, keys and lines (see the module docstring); built once per item."""
 
-    __slots__ = ("_field_keys", "_offsets", "_parts", "body", "forms", "keys", "language",
+    __slots__ = ("_field_keys", "_offsets", "_parts", "body", "extra", "forms", "language",
                  "lexicon", "lines", "surface", "text", "title", "words")  # fmt: skip
 
     def __init__(self, title: str, text: str, language: str = "", source: str = "", author: str = "") -> None:
@@ -49,7 +49,7 @@ class Document:
         parts: list[list[str]] = []
         surface: list[list[str]] = []
         words: list[list[str]] = []
-        forms: list[list[tuple[str, ...]]] = []
+        forms: list[list[frozenset[str]]] = []
         lines: list[str] = []
         for field_id, value in enumerate((title, text, source, author)):
             if field_id <= TEXT:  # the separators are kept: a reason needs character offsets
@@ -68,13 +68,14 @@ class Document:
             forms.append(list(map(keys_of, lowered)))
             lines.append(f" {joined} ")
         lines.append(lines[TITLE] + "\n" + lines[TEXT])
-        body = set(chain.from_iterable(forms[TITLE]))
-        body.update(chain.from_iterable(forms[TEXT]))
-        keys = body.union(chain.from_iterable(forms[SOURCE]), chain.from_iterable(forms[AUTHOR]))
+        body: set[str] = set()
+        body.update(*forms[TITLE], *forms[TEXT])  # the frozensets' own hashes: no key is read
+        extra: set[str] = set()
+        extra.update(*forms[SOURCE], *forms[AUTHOR])
         if self.language:
-            keys.add("lang:" + self.language.split("-", 1)[0])
+            extra.add("lang:" + self.language.split("-", 1)[0])
         self.body = body
-        self.keys = keys
+        self.extra = extra
         self.surface = surface
         self.words = words
         self.forms = forms
@@ -88,11 +89,17 @@ class Document:
         source = " ".join(s for s in (item.source.host, item.source.feed_title) if s)
         return cls(item.title, item.summary, item.language, source, " ".join(item.authors))
 
+    @property
+    def keys(self) -> set[str]:
+        """Every key of the item (``body`` and ``extra`` together; presearch probes the two
+        without making this copy)."""
+        return self.body | self.extra
+
     def field_keys(self, scope: int) -> set[str]:
         """The keys of every word in ``scope`` (computed on first use: scoped terms are rare)."""
         found = self._field_keys.get(scope)
         if found is None:
-            found = self._field_keys[scope] = set(chain.from_iterable(self.forms[scope]))
+            found = self._field_keys[scope] = set[str]().union(*self.forms[scope])
         return found
 
     # --- positions, on demand --------------------------------------------------------------

@@ -4,7 +4,7 @@ Each topic is reduced, when compiled, to groups of index keys such that any item
 the topic contains a key of every group (Lucene Monitor's idea, kept as a conjunction): a
 word gives its forms, an AND or NEAR the groups of all its branches, an OR one group made
 of a group of each branch. The topic is indexed under its most selective group; items are
-probed with their own keys (see ``Document.keys``) and the candidates' other groups are
+probed with their own keys (see ``Document.body`` and ``extra``) and the candidates' other groups are
 checked with set tests, so per-item cost grows with the item, not with the number of
 topics. A topic that requires nothing (only NOTs, say) is "unindexed" and is evaluated for
 every item: still correct, only slower, and counted in a metric.
@@ -72,11 +72,12 @@ class KeyStats:
         self.items = 0
         self._seen = 0
 
-    def observe(self, keys: set[str]) -> None:
+    def observe(self, *key_sets: set[str]) -> None:
+        """Counts an item's keys (given as sets that together hold them), one item in ``every``."""
         self._seen += 1
         if self._seen % self.every:
             return
-        self.counts.update(keys)  # counted in C: this runs on the hot path
+        self.counts.update(key_sets[0] if len(key_sets) == 1 else set[str]().union(*key_sets))  # in C
         self.items += 1
         if self.items >= self.window:  # halve: older items weigh less, rare keys fall out
             self.counts = Counter({k: v // 2 for k, v in self.counts.items() if v >= 2})
@@ -147,14 +148,24 @@ class Index:
         """Pairs of keys in the table (a topic has one per key pair of its two best groups)."""
         return len(self._table)
 
-    def candidates(self, doc_keys: set[str]) -> list[int]:
-        """Topics indexed under pairs of the item's keys whose other required groups it meets."""
+    def candidates(self, *key_sets: set[str]) -> list[int]:
+        """Topics indexed under pairs of the item's keys (given as sets that together hold
+        them: not copied into one) whose other required groups it meets."""
         kept = set(self.unindexed)
         entries = self._entries
-        for position, others in map(entries.__getitem__, self._table.probe(doc_keys)):
-            for group in others:  # most entries have none left: two groups, both in the pair
-                if group.isdisjoint(doc_keys):
-                    break
-            else:
-                kept.add(position)
+        for position, others in map(entries.__getitem__, self._table.probe(*key_sets)):
+            if others and not _meets(others, key_sets):  # most entries have none left
+                continue
+            kept.add(position)
         return sorted(kept)
+
+
+def _meets(groups: tuple[Keys, ...], key_sets: tuple[set[str], ...]) -> bool:
+    """Whether each of ``groups`` has a key in one of ``key_sets``."""
+    for group in groups:
+        for keys in key_sets:
+            if not group.isdisjoint(keys):
+                break
+        else:
+            return False
+    return True

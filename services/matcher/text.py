@@ -88,8 +88,13 @@ def doc_forms(word: str, algorithm: str = "english") -> frozenset[str]:
     return frozenset({lowered, *_forms(_normal(lowered), algorithm)})
 
 
-class Lexicon(dict[str, tuple[str, ...]]):
+class Lexicon(dict[str, frozenset[str]]):
     """Lower-case word → its keys in one language: ``doc_forms`` and its presearch prefix key.
+
+    The keys are a frozenset, not a tuple, though it weighs more: a document's key set is
+    the union of its words' sets, which copies the hashes the frozensets hold, where a tuple
+    would make it read every key string (each a cache miss: the cache holds tens of
+    thousands of words, so their strings are rarely in the CPU's cache).
 
     The matcher's word cache: a document looks every word up here (one C-level ``map``), so
     stemming happens once per distinct word, not once per occurrence. ``spellings`` is the
@@ -111,12 +116,12 @@ class Lexicon(dict[str, tuple[str, ...]]):
         super().clear()
         self.spellings.clear()  # never one without the other
 
-    def __missing__(self, lowered: str) -> tuple[str, ...]:
+    def __missing__(self, lowered: str) -> frozenset[str]:
         forms = doc_forms(lowered, self.algorithm)
         spellings = self.spellings
         for form in forms:  # a tuple: most forms have one or two spellings, and a set costs 216 bytes
             spellings[form] = (*spellings.get(form, ()), lowered)
-        keys = self[lowered] = (*forms, "p:" + lowered[:PREFIX_KEY])  # shorter: a key no topic has
+        keys = self[lowered] = forms | {"p:" + lowered[:PREFIX_KEY]}  # shorter: a key no topic has
         return keys
 
 

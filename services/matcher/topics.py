@@ -117,9 +117,9 @@ class TopicSet:
     def candidates(self, doc: Document) -> list[Topic]:
         """The topics presearch finds for ``doc`` (its keys are sampled for the re-plans)."""
         if self.stats is not None:
-            self.stats.observe(doc.keys)
+            self.stats.observe(doc.body, doc.extra)
         ordered = self._ordered
-        return [ordered[i] for i in self.index.candidates(doc.keys)]
+        return [ordered[i] for i in self.index.candidates(doc.body, doc.extra)]
 
     def matches(self, doc: Document) -> tuple[list[tuple[Topic, MatchReason]], int]:
         """Every topic ``doc`` matches, with the reason, and how many topics were evaluated.
