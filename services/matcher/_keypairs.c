@@ -29,6 +29,8 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    uint64_t *bits;   /* one bit per hash value (mod its size): is it maybe a first key? */
+    size_t bits_mask; /* bits in `bits` less one, a power of two less one */
     Slot *slots;
     size_t mask; /* slots: mask + 1, a power of two */
     Py_hash_t *seconds;
@@ -60,6 +62,7 @@ static int by_first(const void *a, const void *b) {
 }
 
 static void KeyPairs_dealloc(KeyPairs *self) {
+    PyMem_Free(self->bits);
     PyMem_Free(self->slots);
     PyMem_Free(self->seconds);
     PyMem_Free(self->ids);
@@ -120,10 +123,17 @@ static int KeyPairs_init(KeyPairs *self, PyObject *args, PyObject *kwds) {
         if (i == 0 || triples[i].first != triples[i - 1].first) firsts++;
     size_t size = 8;
     while (size < (size_t)firsts + (size_t)firsts / 3 + 1) size <<= 1; /* load at most 3/4 */
+    /* Eight bits per first key: an item's key that is no first key (two in three) is
+     * mostly turned away by a bitmap small enough to stay in cache (16 KB at 8,000 first
+     * keys), without reading the slot table. */
+    size_t bits = 1024;
+    while (bits < 8 * (size_t)firsts) bits <<= 1;
+    self->bits = PyMem_Calloc(bits / 64, sizeof(uint64_t));
+    self->bits_mask = bits - 1;
     self->slots = PyMem_Calloc(size, sizeof(Slot));
     self->seconds = PyMem_Malloc(sizeof(Py_hash_t) * (size_t)(n > 0 ? n : 1));
     self->ids = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n > 0 ? n : 1));
-    if (self->slots == NULL || self->seconds == NULL || self->ids == NULL) {
+    if (self->bits == NULL || self->slots == NULL || self->seconds == NULL || self->ids == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -140,6 +150,8 @@ static int KeyPairs_init(KeyPairs *self, PyObject *args, PyObject *kwds) {
         self->slots[at].first = triples[i].first;
         self->slots[at].start = (uint32_t)i;
         self->slots[at].count = (uint32_t)(j - i);
+        size_t bit = (size_t)triples[i].first & self->bits_mask;
+        self->bits[bit / 64] |= (uint64_t)1 << (bit % 64);
         i = j;
     }
     self->pairs = n;
@@ -149,9 +161,11 @@ static int KeyPairs_init(KeyPairs *self, PyObject *args, PyObject *kwds) {
 fail:
     Py_XDECREF(seq);
     PyMem_Free(triples);
+    PyMem_Free(self->bits);
     PyMem_Free(self->slots);
     PyMem_Free(self->seconds);
     PyMem_Free(self->ids);
+    self->bits = NULL;
     self->slots = NULL;
     self->seconds = NULL;
     self->ids = NULL;
@@ -171,6 +185,23 @@ static inline int has(const Py_hash_t *table, size_t mask, Py_hash_t h) {
 
 #define STACK_KEYS 512
 
+/* Makes room for `needed` hashes in *hashes (the stack buffer first, then the heap). */
+static int grow(Py_hash_t **hashes, Py_hash_t *stack, Py_ssize_t *capacity, Py_ssize_t needed) {
+    if (needed <= *capacity) return 0;
+    Py_ssize_t size = *capacity;
+    while (size < needed) size *= 2;
+    Py_hash_t *grown = PyMem_Malloc(sizeof(Py_hash_t) * (size_t)size);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(grown, *hashes, sizeof(Py_hash_t) * (size_t)*capacity);
+    if (*hashes != stack) PyMem_Free(*hashes);
+    *hashes = grown;
+    *capacity = size;
+    return 0;
+}
+
 /* probe(*key_sets) -> list of the ids of every pair whose first and second keys are both
  * among the keys (an id once per pair found: the same entry can come through several pairs). */
 static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -185,27 +216,27 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     for (Py_ssize_t a = 0; a < nargs; a++) {
+#if PY_VERSION_HEX < 0x030D0000 /* 3.13 made _PySet_NextEntry internal: iterate there */
+        if (PyAnySet_Check(args[a])) {
+            /* A set holds its keys' hashes: read them there, not from the keys (the item's
+             * key strings belong to the word cache and are mostly out of the CPU's cache). */
+            Py_ssize_t pos = 0;
+            PyObject *key;
+            Py_hash_t h;
+            if (grow(&hashes, stack_hashes, &capacity, count + PySet_GET_SIZE(args[a])) < 0) goto done;
+            while (_PySet_NextEntry(args[a], &pos, &key, &h)) hashes[count++] = h == 0 ? 1 : h;
+            continue;
+        }
+#endif
         PyObject *it = PyObject_GetIter(args[a]);
         if (it == NULL) goto done;
         PyObject *key;
         while ((key = PyIter_Next(it)) != NULL) {
             Py_hash_t h = key_hash(key);
             Py_DECREF(key);
-            if (h == -1 && PyErr_Occurred()) {
+            if ((h == -1 && PyErr_Occurred()) || grow(&hashes, stack_hashes, &capacity, count + 1) < 0) {
                 Py_DECREF(it);
                 goto done;
-            }
-            if (count == capacity) {
-                Py_hash_t *grown = PyMem_Malloc(sizeof(Py_hash_t) * (size_t)capacity * 2);
-                if (grown == NULL) {
-                    Py_DECREF(it);
-                    PyErr_NoMemory();
-                    goto done;
-                }
-                memcpy(grown, hashes, sizeof(Py_hash_t) * (size_t)count);
-                if (hashes != stack_hashes) PyMem_Free(hashes);
-                hashes = grown;
-                capacity *= 2;
             }
             hashes[count++] = h;
         }
@@ -224,26 +255,32 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
         memset(table, 0, sizeof(Py_hash_t) * size);
     }
     size_t mask = size - 1;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        size_t at = spread(hashes[i]) & mask;
-        while (table[at] != 0 && table[at] != hashes[i]) at = (at + 1) & mask;
-        table[at] = hashes[i];
-    }
-    /* The distinct keys (the table's non-empty slots) and where each would sit in the pair
-     * table, every slot's cache line asked for before any is read: the loads overlap instead
-     * of waiting on each miss in turn (the table is usually out of cache between items). */
+    /* Each distinct key into the item's table; those the bitmap says may be first keys are
+     * packed at the front of `hashes` (never ahead of the reading), and the cache line of
+     * their slot in the pair table is asked for before any slot is read: the loads overlap
+     * instead of waiting on each miss in turn (the table is mostly out of cache between items). */
     Py_ssize_t distinct = 0;
-    for (size_t t = 0; t <= mask; t++) {
-        if (table[t] == 0) continue;
-        hashes[distinct] = table[t];
-        __builtin_prefetch(&self->slots[spread(table[t]) & self->mask]);
-        distinct++;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_hash_t h = hashes[i];
+        size_t at = spread(h) & mask;
+        while (table[at] != 0 && table[at] != h) at = (at + 1) & mask;
+        if (table[at] == h) continue; /* a key given twice */
+        table[at] = h;
+        size_t bit = (size_t)h & self->bits_mask;
+        if (self->bits[bit / 64] & ((uint64_t)1 << (bit % 64))) {
+            hashes[distinct++] = h;
+            __builtin_prefetch(&self->slots[spread(h) & self->mask]);
+        }
     }
     Py_ssize_t found = 0; /* slots of the keys that are first keys, packed into `hashes` */
-    const Slot **hits = (const Slot **)PyMem_Malloc(sizeof(Slot *) * (size_t)(distinct > 0 ? distinct : 1));
-    if (hits == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    const Slot *stack_hits[STACK_KEYS];
+    const Slot **hits = stack_hits;
+    if (distinct > STACK_KEYS) {
+        hits = (const Slot **)PyMem_Malloc(sizeof(Slot *) * (size_t)distinct);
+        if (hits == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
     for (Py_ssize_t i = 0; i < distinct; i++) {
         Py_hash_t h = hashes[i];
@@ -259,10 +296,7 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
         hits[found++] = slot;
     }
     result = PyList_New(0);
-    if (result == NULL) {
-        PyMem_Free(hits);
-        goto done;
-    }
+    if (result == NULL) goto free_hits;
     for (Py_ssize_t i = 0; i < found; i++) {
         const Slot *slot = hits[i];
         const Py_hash_t *seconds = self->seconds + slot->start;
@@ -272,13 +306,13 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
             if (id == NULL || PyList_Append(result, id) < 0) {
                 Py_XDECREF(id);
                 Py_CLEAR(result);
-                PyMem_Free(hits);
-                goto done;
+                goto free_hits;
             }
             Py_DECREF(id);
         }
     }
-    PyMem_Free(hits);
+free_hits:
+    if (hits != stack_hits) PyMem_Free(hits);
 done:
     if (hashes != stack_hashes) PyMem_Free(hashes);
     if (table != stack_table) PyMem_Free(table);
@@ -294,7 +328,7 @@ static PyObject *KeyPairs_get_firsts(KeyPairs *self, void *closure) {
 
 static PyObject *KeyPairs_sizeof(KeyPairs *self, PyObject *unused) {
     (void)unused;
-    size_t size = sizeof(KeyPairs) + (self->mask + 1) * sizeof(Slot) * (self->slots != NULL) +
+    size_t size = sizeof(KeyPairs) + ((self->mask + 1) * sizeof(Slot) + (self->bits_mask + 1) / 8) * (self->slots != NULL) +
                   (size_t)self->pairs * (sizeof(Py_hash_t) + sizeof(uint32_t));
     return PyLong_FromSize_t(size);
 }

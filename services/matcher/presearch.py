@@ -62,20 +62,28 @@ class KeyStats:
 
     Without it a topic is indexed under its longest words, a guess; with it, under the group
     fewest items contain, so fewer topics are candidates for each item. Fed a sample of the
-    items (``every``-th one) and decayed by halving, so it follows the news and stays small.
+    items and decayed by halving, so it follows the news and stays small: one item in
+    ``warmup_every`` until ``warmup`` are counted (the first re-plan comes after 200), then
+    one in ``every``. Counting an item touches ~80 counters out of cache (35 µs at 10,000
+    topics, measured), which every 10th item made 4 µs of every item's cost.
+    ``window`` (in counted items) spans 200,000 items either way.
     """
 
-    def __init__(self, every: int = 10, window: int = 20_000) -> None:
+    def __init__(
+        self, every: int = 50, window: int = 4_000, warmup: int = 200, warmup_every: int = 10
+    ) -> None:
         self.every = every
         self.window = window
+        self.warmup = warmup
+        self.warmup_every = min(warmup_every, every)
         self.counts: Counter[str] = Counter()
         self.items = 0
         self._seen = 0
 
     def observe(self, *key_sets: set[str]) -> None:
-        """Counts an item's keys (given as sets that together hold them), one item in ``every``."""
+        """Counts an item's keys (given as sets that together hold them), if it is sampled."""
         self._seen += 1
-        if self._seen % self.every:
+        if self._seen % (self.every if self.items >= self.warmup else self.warmup_every):
             return
         self.counts.update(key_sets[0] if len(key_sets) == 1 else set[str]().union(*key_sets))  # in C
         self.items += 1
