@@ -1,9 +1,9 @@
 """An item prepared once for evaluation against every topic (pure).
 
 Built for the matcher's hot path, where every item meets every candidate topic: the build
-is a handful of C-level passes per field (split into words, lower-case the joined words, look
-each word's keys up in a per-language ``Lexicon``, one set), and nothing per word is done in
-Python. What most topics need is then a set probe or a substring search:
+is a handful of C-level passes per field (lower-case it, split it into words, look each word's
+keys up in a per-language ``Lexicon``, one set), and nothing per word is done in Python. The
+words as written are sliced from the field only for a reason (``written``). What most topics need is then a set probe or a substring search:
 
 - ``body`` (title and text) and ``extra`` (source, author and the language) are sets of
   every word's keys: its spelling, comparable forms and prefix key; presearch probes both;
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import accumulate
 
-from newswatch.matcher.text import SPLIT, WORD, algorithm_for, lexicon_for
+from newswatch.matcher.text import SPLIT, WORD, algorithm_for, lexicon_for, lower
 from newswatch.shared.contract import Item
 
 TITLE, TEXT, SOURCE, AUTHOR, BODY = range(5)
@@ -37,36 +37,41 @@ _MARKS = ".!?"  # sentence-ending marks
 class Document:
     """One item's words, keys and lines (see the module docstring); built once per item."""
 
-    __slots__ = ("_field_keys", "_offsets", "_parts", "body", "extra", "forms", "language",
-                 "lexicon", "lines", "surface", "text", "title", "words")  # fmt: skip
+    __slots__ = ("_field_keys", "_offsets", "_parts", "_written", "body", "extra", "forms",
+                 "language", "lexicon", "lines", "text", "title")  # fmt: skip
 
     def __init__(self, title: str, text: str, language: str = "", source: str = "", author: str = "") -> None:
         lexicon = self.lexicon = lexicon_for(algorithm_for(language))  # kept: its spellings
         keys_of = lexicon.__getitem__
         self.title = title
         self.text = text
-        self.language = language.lower()
+        self.language = lower(language)
         parts: list[list[str]] = []
-        surface: list[list[str]] = []
-        words: list[list[str]] = []
+        written: list[list[str]] = [[], [], [], []]  # source, author as written (title, text: sliced)
         forms: list[list[frozenset[str]]] = []
         lines: list[str] = []
         for field_id, value in enumerate((title, text, source, author)):
-            if field_id <= TEXT:  # the separators are kept: a reason needs character offsets
-                split = SPLIT.split(value) if value else [""]
+            if not value:
+                lowered: list[str] = []
+                if field_id <= TEXT:
+                    parts.append([""])
+            elif field_id > TEXT:
+                words = written[field_id] = WORD.findall(value)
+                lowered = lower(" ".join(words)).split(" ")  # lower() never adds a space
+            else:  # the separators are kept: a reason needs character offsets
+                # Lower-cased whole, then split: the same words as splitting first, with the
+                # same offsets, unless a character becomes two (Turkish dotted I) or a capital
+                # sigma's form depends on what follows the word (``ΑΣ.Β``); then word by word.
+                low = lower(value)
+                if len(low) == len(value) and "Σ" not in value:
+                    split = SPLIT.split(low)
+                    lowered = split[1::2]
+                else:
+                    split = SPLIT.split(value)
+                    lowered = lower(" ".join(split[1::2])).split(" ")
                 parts.append(split)
-                written = split[1::2]
-            else:
-                written = WORD.findall(value) if value else []
-            if written:
-                joined = " ".join(written).lower()  # lower-casing never adds or removes a space
-                lowered = joined.split(" ")
-            else:
-                joined, lowered = "", []
-            surface.append(written)
-            words.append(lowered)
             forms.append(list(map(keys_of, lowered)))
-            lines.append(f" {joined} ")
+            lines.append(f" {' '.join(lowered)} ")
         lines.append(lines[TITLE] + "\n" + lines[TEXT])
         body: set[str] = set()
         body.update(*forms[TITLE], *forms[TEXT])  # the frozensets' own hashes: no key is read
@@ -76,11 +81,10 @@ class Document:
             extra.add("lang:" + self.language.split("-", 1)[0])
         self.body = body
         self.extra = extra
-        self.surface = surface
-        self.words = words
         self.forms = forms
         self.lines = lines
         self._parts = parts
+        self._written = written
         self._field_keys: dict[int, set[str]] = {BODY: body}
         self._offsets: dict[int, list[int]] = {}
 
@@ -169,6 +173,14 @@ class Document:
         if found is None:
             found = self._offsets[field_id] = list(accumulate(map(len, self._parts[field_id])))
         return found
+
+    def written(self, position: int) -> str:
+        """The word at ``position`` as the item wrote it (for a reason's terms)."""
+        field_id, index = position >> _FIELD_BITS, position & _INDEX_MASK
+        if field_id > TEXT:
+            return self._written[field_id][index]
+        offsets = self.offsets(field_id)
+        return (self.title if field_id == TITLE else self.text)[offsets[2 * index] : offsets[2 * index + 1]]
 
     def sentence_start(self, at: int) -> int:
         """Where the text's sentence holding character ``at`` (of a word) starts: 0, or just

@@ -25,7 +25,7 @@ from itertools import repeat
 from newswatch.matcher.document import BODY, FIELD_SPAN, SCOPES, TEXT, TITLE, Document
 from newswatch.matcher.errors import EvaluationError
 from newswatch.matcher.syntax import Alias, And, Near, Node, Not, Or, Phrase, Prefix, Word, label, leaves
-from newswatch.matcher.text import query_forms
+from newswatch.matcher.text import lower, query_forms
 from newswatch.shared.contract import MatchReason
 
 _SNIPPET_MAX = 300
@@ -114,12 +114,12 @@ def _needle(node: Prefix | Phrase) -> str:
     """What a node is in a document's line: a phrase its lower-case words, spaced, with a
     space each side; a wildcard its lower-case prefix after a space."""
     if isinstance(node, Prefix):
-        return " " + node.text.lower()
-    return " " + " ".join(w.lower() for w in node.words) + " "
+        return " " + lower(node.text)
+    return " " + " ".join(lower(w) for w in node.words) + " "
 
 
 def _language_check(node: Word) -> Check:
-    wanted = node.text.lower()
+    wanted = lower(node.text)
     dialect = wanted + "-"
 
     def language(doc: Document) -> bool:
@@ -397,13 +397,13 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
     counting double: 1 for a title hit (or a term with no position, such as ``lang:``),
     0.5 for a hit elsewhere, over the number of terms; 0.5 for a query of NOTs only.
     """
-    surface = doc.surface
+    written = doc.written
     terms: dict[str, list[str]] = {}
     weights: dict[str, float] = {}
     ordered: list[int] = []
     for term, positions in hit.terms.items():
         ordered = sorted(positions)
-        words = [surface[p >> _FIELD_BITS][p & _INDEX_MASK] for p in ordered]
+        words = [written(p) for p in ordered]
         terms[term] = list(dict.fromkeys(words))
         weights[term] = 1.0 if not ordered or ordered[0] < FIELD_SPAN else 0.5  # TITLE is field 0
     score = round(min(1.0, sum(map(weights.get, labels, repeat(0.0))) / len(labels)), 3) if labels else 0.5

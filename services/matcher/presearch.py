@@ -16,7 +16,7 @@ from collections import Counter
 
 from newswatch.matcher.keypairs import Triple, pair_table
 from newswatch.matcher.syntax import Alias, And, Node, Not, Or, Phrase, Prefix, Word
-from newswatch.matcher.text import PREFIX_KEY, query_forms
+from newswatch.matcher.text import PREFIX_KEY, lower, query_forms
 
 Keys = frozenset[str]
 
@@ -29,12 +29,12 @@ def required(node: Node, algorithms: tuple[str, ...]) -> list[Keys]:
     """
     if isinstance(node, Word):
         if node.field == "lang":
-            return [frozenset({"lang:" + node.text.lower().split("-", 1)[0]})]
+            return [frozenset({"lang:" + lower(node.text).split("-", 1)[0]})]
         return [query_forms(node.text, algorithms)]
     if isinstance(node, Prefix):
-        return [frozenset({"p:" + node.text.lower()[:PREFIX_KEY]})]
+        return [frozenset({"p:" + lower(node.text)[:PREFIX_KEY]})]
     if isinstance(node, Phrase):  # a document word's keys include its lower-case spelling
-        return [frozenset({w.lower()}) for w in dict.fromkeys(node.words)]
+        return [frozenset({lower(w)}) for w in dict.fromkeys(node.words)]
     if isinstance(node, Alias):
         return [frozenset(k for name in node.names for k in query_forms(max(name, key=len), algorithms))]
     if isinstance(node, Not):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,6 +27,12 @@ WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 #: The same words as a split: [separator, word, separator, ..., separator], so one C call
 #: gives a document both its words and (by summing lengths) their character offsets.
 SPLIT = re.compile(f"({WORD.pattern})", re.UNICODE)
+#: ``str.lower`` as CPython does it, for the modules mypyc compiles: mypyc turns ``s.lower()``
+#: into its own loop over characters, which lower-cases a word-final capital sigma to ``σ``
+#: where CPython gives ``ς`` (``ΑΓΩΝΑΣ`` → ``αγωνασ``, not ``αγωνας``). Queries and the word
+#: cache are lower-cased by CPython, so a compiled module calls this (mypyc cannot see
+#: through it) and both sides agree; ``s.lower()`` is fine in uncompiled modules.
+lower: Callable[[str], str] = str.lower
 #: Wildcard prefixes are indexed by their first three letters (``p:dep`` for ``deploy*``).
 PREFIX_KEY = 3
 #: Words a thread's lexicons hold, all languages together, before they start afresh: about

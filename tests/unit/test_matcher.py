@@ -15,7 +15,7 @@ from newswatch.matcher.errors import AliasError, QueryError
 from newswatch.matcher.parser import parse
 from newswatch.matcher.presearch import KeyStats
 from newswatch.matcher.syntax import And, Near, Node, Not, Or, Phrase, Prefix, Word, to_text
-from newswatch.matcher.text import doc_forms
+from newswatch.matcher.text import WORD, doc_forms
 from newswatch.matcher.topics import Compiler, TopicSet
 from tests.support import oracle
 
@@ -391,3 +391,30 @@ def test_the_snippet_is_the_sentence_with_most_hits(text: str, snippet: str) -> 
     why = reason("Korea", "Title", text)
     assert why is not None and why.snippet == snippet
     assert all(why.snippet[s:e] == "Korea" for s, e in why.highlights)
+
+
+_RAW_TEXT = st.text(alphabet="abc XYZ .,'’-!?\n\tİIıßẞǅΣσς1_é\u0301", max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_RAW_TEXT, _RAW_TEXT, _RAW_TEXT)
+def test_a_documents_words_are_the_regex_words_lower_cased(title: str, text: str, source: str) -> None:
+    """The build lower-cases a field before splitting it (one pass); the words, the lines and
+    the words as written must be those of splitting first and lower-casing each word, also
+    where lower-casing makes a character two (``İ``) and the offsets would otherwise shift."""
+    doc = Document(title, text, "en", source)
+    for field_id, value in enumerate((title, text, source)):
+        words = WORD.findall(value)
+        assert doc.lines[field_id] == f" {' '.join(w.lower() for w in words)} "
+        assert [doc.written((field_id << 20) + i) for i in range(len(words))] == words
+    assert doc.lines[4] == doc.lines[0] + "\n" + doc.lines[1]
+
+
+def test_capital_greek_matches_lower_case_queries_when_compiled() -> None:
+    """mypyc's own ``str.lower`` gave ``ΑΓΩΝΑΣ`` → ``αγωνασ`` (CPython: ``αγωνας``), so the
+    compiled matcher never matched a capital Greek word ending in sigma; ``text.lower`` is
+    CPython's."""
+    for query in ('"αγωνας"', "αγωνας", "αγων*"):
+        for language in ("el", "en"):
+            assert matches(query, "ΑΓΩΝΑΣ ΔΡΟΜΟΥ", language=language), (query, language)
+    assert matches('"ας β"', "ΑΣ.Β", language="el")  # the sigma ends its word, whatever follows
