@@ -19,6 +19,7 @@ demand, per query term, by searching the lines for the term's spellings. A posit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from itertools import accumulate
 
@@ -31,13 +32,13 @@ SCOPES: dict[str | None, int] = {"title": TITLE, "text": TEXT, "source": SOURCE,
 FIELD_SPAN = 1 << 20
 _FIELD_BITS = FIELD_SPAN.bit_length() - 1  # position >> _FIELD_BITS is the field
 _INDEX_MASK = FIELD_SPAN - 1  # position & _INDEX_MASK the word's index in it
-_MARKS = ".!?"  # sentence-ending marks
+_MARK_RUNS = re.compile(r"[.!?]+")  # runs of sentence-ending marks
 
 
 class Document:
     """One item's words, keys and lines (see the module docstring); built once per item."""
 
-    __slots__ = ("_field_keys", "_offsets", "_parts", "_written", "body", "extra", "forms",
+    __slots__ = ("_ends", "_field_keys", "_offsets", "_parts", "_written", "body", "extra", "forms",
                  "language", "lexicon", "lines", "text", "title")  # fmt: skip
 
     def __init__(self, title: str, text: str, language: str = "", source: str = "", author: str = "") -> None:
@@ -87,6 +88,7 @@ class Document:
         self._written = written
         self._field_keys: dict[int, set[str]] = {BODY: body}
         self._offsets: dict[int, list[int]] = {}
+        self._ends: list[int] | None = None
 
     @classmethod
     def from_item(cls, item: Item) -> Document:
@@ -182,21 +184,11 @@ class Document:
         offsets = self.offsets(field_id)
         return (self.title if field_id == TITLE else self.text)[offsets[2 * index] : offsets[2 * index + 1]]
 
-    def sentence_start(self, at: int) -> int:
-        """Where the text's sentence holding character ``at`` (of a word) starts: 0, or just
-        after the run of sentence-ending marks before it. A C-level search back from ``at``
-        per mark, for the reason's snippet, instead of scanning the whole text for sentences."""
-        text = self.text
-        return max([text.rfind(mark, 0, at) for mark in _MARKS]) + 1
-
-    def sentence_end(self, at: int) -> int:
-        """Where that sentence ends: after the next run of sentence-ending marks, or at the
-        end of the text."""
-        text = self.text
-        marks = [i for i in [text.find(mark, at) for mark in _MARKS] if i >= 0]
-        if not marks:
-            return len(text)
-        end = min(marks) + 1
-        while end < len(text) and text[end] in _MARKS:  # a run is mostly one mark
-            end += 1
-        return end
+    def sentence_ends(self) -> list[int]:
+        """Where the text's sentences end, ascending: just after each run of sentence-ending
+        marks. One C-level regex pass on an item's first reason; the sentence of a hit is then
+        a binary search (``bisect_right(ends, offset)``: its number)."""
+        found = self._ends
+        if found is None:
+            found = self._ends = [m.end() for m in _MARK_RUNS.finditer(self.text)]
+        return found

@@ -402,9 +402,12 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
     weights: dict[str, float] = {}
     ordered: list[int] = []
     for term, positions in hit.terms.items():
-        ordered = sorted(positions)
-        words = [written(p) for p in ordered]
-        terms[term] = list(dict.fromkeys(words))
+        if len(positions) == 1:  # most terms: one word, so nothing to sort or deduplicate
+            ordered = list(positions)
+            terms[term] = [written(ordered[0])]
+        else:
+            ordered = sorted(positions)
+            terms[term] = list(dict.fromkeys(map(written, ordered)))
         weights[term] = 1.0 if not ordered or ordered[0] < FIELD_SPAN else 0.5  # TITLE is field 0
     score = round(min(1.0, sum(map(weights.get, labels, repeat(0.0))) / len(labels)), 3) if labels else 0.5
     if len(hit.terms) > 1:  # one term (most queries): its positions are sorted already
@@ -425,23 +428,24 @@ def best_snippet(doc: Document, ordered: list[int]) -> tuple[str, list[tuple[int
     field_id, start, end, hits = TITLE, 0, len(doc.title), in_title
     if in_text:
         offsets = doc.offsets(TEXT)
-        best, current = -1, -1  # a sentence is named by where it starts
+        ends = doc.sentence_ends()
+        best, current = -1, -1  # a sentence is named by its number: the runs of marks before it
         best_hits: list[int] = []
         current_hits: list[int] = []
         for p in in_text:  # sentences in order: group runs, keep the first of the largest
-            opening = doc.sentence_start(offsets[2 * (p - FIELD_SPAN)])
-            if opening == current:
+            number = bisect.bisect_right(ends, offsets[2 * (p - FIELD_SPAN)])
+            if number == current:
                 current_hits.append(p)
                 continue
             if len(current_hits) > len(best_hits):
                 best, best_hits = current, current_hits
-            current, current_hits = opening, [p]
+            current, current_hits = number, [p]
         if len(current_hits) > len(best_hits):
             best, best_hits = current, current_hits
         if len(best_hits) > len(in_title):  # the title wins a tie
             field_id, hits = TEXT, best_hits
-            start = best
-            end = doc.sentence_end(offsets[2 * (best_hits[0] - FIELD_SPAN)])
+            start = ends[best - 1] if best else 0
+            end = ends[best] if best < len(ends) else len(doc.text)
     source = doc.title if field_id == TITLE else doc.text
     sentence = source[start:end]
     stripped = sentence.lstrip()
