@@ -51,6 +51,12 @@ class MatcherMetrics:
             "Topics without presearch keys (only NOTs, say): evaluated for every item.",
             registry=registry,
         )
+        self.presearch_pairs = Gauge(
+            "newswatch_matcher_presearch_pairs",
+            "Key pairs in the presearch index (a topic has one per key pair of its two most selective "
+            "required groups, or one per key of its only group); about 12 bytes each.",
+            registry=registry,
+        )
         self.candidates = Histogram(
             "newswatch_matcher_candidates",
             "Topics evaluated per item after presearch (presearch efficiency: low is good).",
@@ -83,7 +89,8 @@ class MatcherMetrics:
         self._resets_seen = lexicon_resets()
         self.compiled = Gauge(
             "newswatch_matcher_compiled",
-            "1 when the matcher's hot modules run compiled (mypyc), 0 when they run as Python source (slower).",
+            "1 when the matcher's hot code runs compiled (mypyc modules and the C pair table), "
+            "0 when any of it runs as Python source (correct, slower).",
             registry=registry,
         )
         self.compiled.set(0 if source_modules() else 1)

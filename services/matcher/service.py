@@ -111,7 +111,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     log.info("matcher starting", extra={"http_port": server.port})
     if source := source_modules():
         log.warning(
-            "the matcher's hot modules run as Python source, not compiled: correct, about a fifth slower "
+            "the matcher's hot code runs as Python source, not compiled: correct, slower "
             "(install with a C compiler, see setup.py)",
             extra={"modules": source},
         )

@@ -60,6 +60,7 @@ class TopicTable:
         self.topics.index  # noqa: B018 - build it now, not on the next item
         self._planned_at = stats.items
         self._metrics.replans.inc()
+        self._metrics.presearch_pairs.set(self.topics.index.pairs)
         log.info(
             "presearch index re-planned from item statistics",
             extra={"topics": len(self.topics), "seconds": round(time.perf_counter() - started, 3)},
@@ -75,6 +76,7 @@ class TopicTable:
             self.topics = topics  # one reference swap: items see old or new, never half
             self._metrics.topics_loaded.set(len(topics))
             self._metrics.topics_unindexed.set(topics.unindexed)
+            self._metrics.presearch_pairs.set(topics.index.pairs)
 
     def _apply(self, changes: dict[str, Topic | None], message: Any) -> None:
         topic_id = message.key.decode("utf-8", "replace") if message.key else ""

@@ -213,6 +213,7 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     assert m.topic_matches.labels("nk")._value.get() == 1 and m.topic_matches.labels("heat")._value.get() == 1
     assert m.candidates._sum.get() >= 2  # each matching item had its topic among the candidates
     assert m.topics_loaded._value.get() == 2 and m.topics_unindexed._value.get() == 0
+    assert m.presearch_pairs._value.get() > 0
     dlq = read_records(broker.bootstrap, DLQ)
     assert len(dlq) == 1 and dlq[0].value == b"{not json"
     headers = {k: v.decode() for k, v in dlq[0].headers}
