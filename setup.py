@@ -1,5 +1,6 @@
 """Build hook: the matcher's hot modules compiled to C with mypyc, and presearch's pair table
-(``services/matcher/_keypairs.c``) built (everything else is pyproject.toml).
+(``services/matcher/_keypairs.c``) and the word splitter (``_words.c``) built (everything
+else is pyproject.toml).
 
 Why: every item meets every presearch candidate in ``document``, ``evaluate`` and
 ``presearch``; compiled, the matcher takes about a fifth less CPU per item (bench/README.md).
@@ -68,7 +69,9 @@ def _extensions() -> list[Extension]:
     compiled = list(mypycify(_stage(), opt_level="3", group_name="newswatch_matcher"))
     # Presearch's pair table, written in C (keypairs.py is its Python twin and says why).
     pairs = Extension("newswatch.matcher._keypairs", ["services/matcher/_keypairs.c"])
-    return [*compiled, pairs]
+    # An item's words (text.split_words is its Python twin and says why).
+    words = Extension("newswatch.matcher._words", ["services/matcher/_words.c"])
+    return [*compiled, pairs, words]
 
 
 if __name__ == "__main__":  # as setuptools runs it; tests import _missing_toolchain

@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 
 import Stemmer
 
@@ -70,6 +71,31 @@ class Token:
 
 def tokenize(text: str) -> list[Token]:
     return [Token(m.group(0), m.start(), m.end()) for m in WORD.finditer(text)]
+
+
+def _split_words_py(text: str) -> tuple[list[str], Sequence[int]]:
+    """``split_words`` on the regex itself: the reference, and the fallback without C."""
+    parts = SPLIT.split(text)
+    return parts[1::2], list(accumulate(map(len, parts)))
+
+
+def _split_words_c(text: str) -> tuple[list[str], Sequence[int]]:
+    """``split_words`` in C (``_words.c``): the regex was half of building a Document."""
+    words, offsets = _words.split_words(text)
+    return words, memoryview(offsets).cast("I")
+
+
+#: ``split_words(text)``: the words ``WORD`` finds in ``text`` and their offsets, flat (word i
+#: is ``text[o[2i]:o[2i + 1]]``); in C when built, else on the regex; the same either way (tests).
+split_words: Callable[[str], tuple[list[str], Sequence[int]]]
+try:
+    from newswatch.matcher import _words
+except ImportError:  # not built: no compiler at install, or NEWSWATCH_PURE_PYTHON=1
+    WORDS_IN_C = False
+    split_words = _split_words_py
+else:
+    WORDS_IN_C = True
+    split_words = _split_words_c
 
 
 def _normal(word: str) -> str:

@@ -52,7 +52,7 @@ def test_the_pure_python_source_passes_the_matcher_tests(tmp_path: Path) -> None
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "NEWSWATCH_PURE_PYTHON": "1"}
     probe = "from newswatch.matcher.compiled import source_modules; print(len(source_modules()))"
     found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert found.stdout.strip() == "4"  # all three from the copy, as source, and the Python pair table
+    assert found.stdout.strip() == "5"  # the three from the copy, as source, and the two Python twins
     result = subprocess.run(
         [
             sys.executable,
@@ -63,6 +63,7 @@ def test_the_pure_python_source_passes_the_matcher_tests(tmp_path: Path) -> None
             "no:cacheprovider",
             "tests/unit/test_matcher.py",
             "tests/unit/test_keypairs.py",
+            "tests/unit/test_words.py",
         ],
         cwd=ROOT,
         env=env,

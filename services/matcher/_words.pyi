@@ -1,0 +1,3 @@
+"""Types of the C word splitter (``_words.c``); its behaviour is ``text._split_words_py``'s."""
+
+def split_words(text: str, /) -> tuple[list[str], bytes]: ...
