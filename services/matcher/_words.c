@@ -11,7 +11,14 @@
 #include <Python.h>
 #include <stdint.h>
 
-static inline int is_word(Py_UCS4 ch) { return Py_UNICODE_ISALNUM(ch) || ch == '_'; }
+/* Word characters below 128, looked up in a table: for most text the Unicode database (up to
+ * four lookups for a character that is no letter) is never asked. Filled at import. */
+static unsigned char ascii_word[128];
+
+static inline int is_word(Py_UCS4 ch) {
+    if (ch < 128) return ascii_word[ch];
+    return Py_UNICODE_ISALNUM(ch) || ch == '_';
+}
 
 static inline int is_apostrophe(Py_UCS4 ch) { return ch == '\'' || ch == 0x2019; }
 
@@ -99,4 +106,7 @@ static struct PyModuleDef words_module = {
     .m_methods = words_methods,
 };
 
-PyMODINIT_FUNC PyInit__words(void) { return PyModule_Create(&words_module); }
+PyMODINIT_FUNC PyInit__words(void) {
+    for (Py_UCS4 ch = 0; ch < 128; ch++) ascii_word[ch] = (unsigned char)(Py_UNICODE_ISALNUM(ch) || ch == '_');
+    return PyModule_Create(&words_module);
+}

@@ -19,6 +19,7 @@ brute-force evaluator written independently (``tests/support/oracle.py``).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable
 from itertools import repeat
 
@@ -399,7 +400,7 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
     """
     written = doc.written
     terms: dict[str, list[str]] = {}
-    weights: dict[str, float] = {}
+    halves: dict[str, int] = {}  # a term's weight in halves: 2 in the title, else 1
     ordered: list[int] = []
     for term, positions in hit.terms.items():
         if len(positions) == 1:  # most terms: one word, so nothing to sort or deduplicate
@@ -408,8 +409,8 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
         else:
             ordered = sorted(positions)
             terms[term] = list(dict.fromkeys(map(written, ordered)))
-        weights[term] = 1.0 if not ordered or ordered[0] < FIELD_SPAN else 0.5  # TITLE is field 0
-    score = round(min(1.0, sum(map(weights.get, labels, repeat(0.0))) / len(labels)), 3) if labels else 0.5
+        halves[term] = 2 if not ordered or ordered[0] < FIELD_SPAN else 1  # TITLE is field 0
+    score = _score(sum(map(halves.get, labels, repeat(0))), len(labels)) if labels else 0.5
     if len(hit.terms) > 1:  # one term (most queries): its positions are sorted already
         ordered = sorted(set().union(*hit.terms.values()))
     snippet, highlights = best_snippet(doc, ordered)
@@ -417,6 +418,13 @@ def reason(hit: Hit, labels: tuple[str, ...], doc: Document) -> MatchReason:
     # documented ``__pydantic_validator__``): 13k instructions, against 17k through the
     # model's Python-level ``__init__`` and 26k for ``model_construct`` (measured).
     return _VALIDATE_REASON({"terms": terms, "snippet": snippet, "highlights": highlights, "score": score})
+
+
+@functools.lru_cache(maxsize=4096)
+def _score(halves: int, terms: int) -> float:
+    """The score of ``halves`` (see ``reason``) over ``terms`` terms, rounded to 3 places:
+    the same few values over and over, and ``round`` alone cost 0.75 µs (measured)."""
+    return round(min(1.0, halves / 2 / terms), 3)
 
 
 def best_snippet(doc: Document, ordered: list[int]) -> tuple[str, list[tuple[int, int]]]:
