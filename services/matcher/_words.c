@@ -22,8 +22,8 @@ static inline int is_word(Py_UCS4 ch) {
 
 static inline int is_apostrophe(Py_UCS4 ch) { return ch == '\'' || ch == 0x2019; }
 
-/* split_words(text) -> (words, offsets): offsets is bytes of native uint32, two per word (where
- * it starts and where it ends, as str indices). */
+/* split_words(text) -> (words, offsets): offsets is a memoryview of native uint32 (format "I"),
+ * two per word: where it starts and where it ends, as str indices. */
 static PyObject *split_words(PyObject *module, PyObject *text) {
     (void)module;
     if (!PyUnicode_Check(text)) {
@@ -75,8 +75,12 @@ static PyObject *split_words(PyObject *module, PyObject *text) {
         Py_DECREF(word);
         if (appended < 0) goto fail;
     }
-    PyObject *offsets = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(sizeof(uint32_t) * (size_t)count));
+    PyObject *packed = PyBytes_FromStringAndSize((const char *)spans, (Py_ssize_t)(sizeof(uint32_t) * (size_t)count));
     PyMem_Free(spans);
+    PyObject *view = packed == NULL ? NULL : PyMemoryView_FromObject(packed);
+    Py_XDECREF(packed);
+    PyObject *offsets = view == NULL ? NULL : PyObject_CallMethod(view, "cast", "s", "I");
+    Py_XDECREF(view);
     if (offsets == NULL) {
         Py_DECREF(words);
         return NULL;
@@ -93,8 +97,8 @@ fail:
 
 static PyMethodDef words_methods[] = {
     {"split_words", split_words, METH_O,
-     "split_words(text) -> (words, offsets): text.WORD's matches, and two native uint32 "
-     "offsets per word (start, end) as bytes"},
+     "split_words(text) -> (words, offsets): text.WORD's matches, and two offsets per word "
+     "(start, end) in a memoryview of native uint32"},
     {NULL, NULL, 0, NULL},
 };
 

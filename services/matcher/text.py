@@ -57,6 +57,7 @@ def _stemmer(algorithm: str) -> Stemmer.Stemmer:
     return stemmer
 
 
+@lru_cache(maxsize=1024)
 def algorithm_for(language: str) -> str:
     """The Snowball algorithm for an item language such as ``en-GB`` (English if unknown)."""
     return SNOWBALL.get(language.split("-", 1)[0].strip().lower(), "english")
@@ -79,12 +80,6 @@ def _split_words_py(text: str) -> tuple[list[str], Sequence[int]]:
     return parts[1::2], list(accumulate(map(len, parts)))
 
 
-def _split_words_c(text: str) -> tuple[list[str], Sequence[int]]:
-    """``split_words`` in C (``_words.c``): the regex was half of building a Document."""
-    words, offsets = _words.split_words(text)
-    return words, memoryview(offsets).cast("I")
-
-
 #: ``split_words(text)``: the words ``WORD`` finds in ``text`` and their offsets, flat (word i
 #: is ``text[o[2i]:o[2i + 1]]``); in C when built, else on the regex; the same either way (tests).
 split_words: Callable[[str], tuple[list[str], Sequence[int]]]
@@ -95,7 +90,7 @@ except ImportError:  # not built: no compiler at install, or NEWSWATCH_PURE_PYTH
     split_words = _split_words_py
 else:
     WORDS_IN_C = True
-    split_words = _split_words_c
+    split_words = _words.split_words  # the regex was half of building a Document
 
 
 def _normal(word: str) -> str:

@@ -18,13 +18,13 @@ Split = Callable[[str], tuple[list[str], Sequence[int]]]
 
 def _c_split() -> Split:
     try:
-        from newswatch.matcher import _words  # noqa: F401 - built or not
+        from newswatch.matcher import _words
     except ImportError:
         pure = os.environ.get("NEWSWATCH_PURE_PYTHON", "") not in ("", "0")
         if os.environ.get("CI") == "true" and not pure:  # CI installs with a compiler: it must be built
             raise
         pytest.skip("the C word splitter was not built (no compiler at install): the regex runs")
-    return text._split_words_c
+    return _words.split_words
 
 
 @pytest.fixture(params=["python", "c"])
@@ -64,7 +64,7 @@ def test_the_words_and_offsets_are_the_regexs(split: Split, value: str) -> None:
 @given(st.text(max_size=60) | st.text(alphabet="ab _'’.\u0301İΣ1", max_size=40))
 def test_any_text_splits_as_the_regex_does(value: str) -> None:
     want_words, want_spans = spans(value)
-    for split in (text._split_words_py, *([text._split_words_c] if text.WORDS_IN_C else [])):
+    for split in (text._split_words_py, *([text.split_words] if text.WORDS_IN_C else [])):
         words, offsets = split(value)
         assert words == want_words
         assert list(offsets[: len(want_spans)]) == want_spans
