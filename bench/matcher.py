@@ -148,7 +148,7 @@ def main() -> None:
     print(
         f"newswatch matcher bench: {len(items)} items ({'AG News' if AG_NEWS.is_file() else 'generated'}), "
         f"Python {sys.version.split()[0]}, one core (CPU time), "
-        f"{'pure Python: ' + ', '.join(source) if source else 'hot code compiled (mypyc modules, C pair table)'}"
+        f"{'pure Python: ' + ', '.join(source) if source else 'hot code compiled (mypyc modules, C pair table and word splitter)'}"
     )
     raw_rate, _ = rate(raw_stem, items, repeat=3)
     print(

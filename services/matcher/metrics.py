@@ -89,7 +89,7 @@ class MatcherMetrics:
         self._resets_seen = lexicon_resets()
         self.compiled = Gauge(
             "newswatch_matcher_compiled",
-            "1 when the matcher's hot code runs compiled (mypyc modules and the C pair table), "
+            "1 when the matcher's hot code runs compiled (mypyc modules, C pair table and word splitter), "
             "0 when any of it runs as Python source (correct, slower).",
             registry=registry,
         )
