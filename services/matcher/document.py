@@ -3,7 +3,8 @@
 Built for the matcher's hot path, where every item meets every candidate topic: the build
 is a handful of C-level passes per field (lower-case it, split it into words, look each word's
 keys up in a per-language ``Lexicon``, one set), and nothing per word is done in Python. The
-words as written are sliced from the field only for a reason (``written``). What most topics need is then a set probe or a substring search:
+words as written are sliced from the field only for a reason (``written``). What most topics
+need is then a set probe or a substring search:
 
 - ``body`` (title and text) and ``extra`` (source, author and the language) are sets of
   every word's keys: its spelling, comparable forms and prefix key; presearch probes both;
@@ -87,12 +88,6 @@ class Document:
     def from_item(cls, item: Item) -> Document:
         source = " ".join(s for s in (item.source.host, item.source.feed_title) if s)
         return cls(item.title, item.summary, item.language, source, " ".join(item.authors))
-
-    @property
-    def keys(self) -> set[str]:
-        """Every key of the item (``body`` and ``extra`` together; presearch probes the two
-        without making this copy)."""
-        return self.body | self.extra
 
     def field_keys(self, scope: int) -> set[str]:
         """The keys of every word in ``scope`` (computed on first use: scoped terms are rare)."""
