@@ -22,7 +22,7 @@ def source_modules() -> list[str]:
     and word splitter count as ``newswatch.matcher._keypairs`` and ``_words`` when their Python
     twins stand in for them."""
     source = [m.__name__ for m in HOT_MODULES if (m.__file__ or "").endswith(".py")]
-    if not keypairs.compiled():
+    if not keypairs.PAIRS_IN_C:
         source.append("newswatch.matcher._keypairs")
     if not text.WORDS_IN_C:
         source.append("newswatch.matcher._words")

@@ -78,13 +78,10 @@ def pair_table(triples: Sequence[Triple]) -> PairTable:
     return (_C_TABLE or PyKeyPairs)(triples)
 
 
-def compiled() -> bool:
-    """Whether the C table is in use (a metric and a start-up log line say so)."""
-    return _C_TABLE is not None
-
-
 _C_TABLE: Callable[[Sequence[Triple]], PairTable] | None
 try:
     from newswatch.matcher._keypairs import KeyPairs as _C_TABLE
 except ImportError:  # not built: no compiler at install, or NEWSWATCH_PURE_PYTHON=1
     _C_TABLE = None
+#: Whether the C table is in use (a metric and a start-up log line say so).
+PAIRS_IN_C = _C_TABLE is not None

@@ -3,7 +3,6 @@ and both agree with a brute-force answer on random tables and items."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -13,19 +12,14 @@ from hypothesis import strategies as st
 
 from newswatch.matcher import keypairs
 from newswatch.matcher.keypairs import PairTable, PyKeyPairs, Triple
+from tests.support.native import c_module
 
 Build = Callable[[Sequence[Triple]], PairTable]
 
 
 def _c_table() -> Build:
-    try:
-        from newswatch.matcher._keypairs import KeyPairs
-    except ImportError:
-        pure = os.environ.get("NEWSWATCH_PURE_PYTHON", "") not in ("", "0")
-        if os.environ.get("CI") == "true" and not pure:  # CI installs with a compiler: it must be built
-            raise
-        pytest.skip("the C pair table was not built (no compiler at install): the Python one runs")
-    return KeyPairs
+    build: Build = c_module("_keypairs", "the Python pair table").KeyPairs
+    return build
 
 
 @pytest.fixture(params=["python", "c"])
@@ -102,10 +96,10 @@ def test_the_table_agrees_with_brute_force(triples: list[Triple], keys: set[str]
     64-bit hashes of short distinct strings a collision would be a bug, not luck)."""
     want = expected(triples, keys)
     assert Counter(PyKeyPairs(triples).probe(keys)) == want
-    if keypairs.compiled():
+    if keypairs.PAIRS_IN_C:
         assert Counter(_c_table()(triples).probe(keys)) == want
 
 
 def test_presearch_uses_the_c_table_when_built() -> None:
     table = keypairs.pair_table([("a", "b", 1)])
-    assert isinstance(table, PyKeyPairs) != keypairs.compiled()
+    assert isinstance(table, PyKeyPairs) != keypairs.PAIRS_IN_C

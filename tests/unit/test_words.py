@@ -3,7 +3,6 @@ their offsets, on any text."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -12,19 +11,14 @@ from hypothesis import strategies as st
 
 from newswatch.matcher import text
 from newswatch.matcher.text import WORD
+from tests.support.native import c_module
 
 Split = Callable[[str], tuple[list[str], Sequence[int]]]
 
 
 def _c_split() -> Split:
-    try:
-        from newswatch.matcher import _words
-    except ImportError:
-        pure = os.environ.get("NEWSWATCH_PURE_PYTHON", "") not in ("", "0")
-        if os.environ.get("CI") == "true" and not pure:  # CI installs with a compiler: it must be built
-            raise
-        pytest.skip("the C word splitter was not built (no compiler at install): the regex runs")
-    return _words.split_words
+    split: Split = c_module("_words", "the regex").split_words
+    return split
 
 
 @pytest.fixture(params=["python", "c"])
@@ -71,9 +65,5 @@ def test_any_text_splits_as_the_regex_does(value: str) -> None:
 
 
 def test_bad_input_is_named() -> None:
-    if not text.WORDS_IN_C:
-        pytest.skip("the C word splitter was not built")
-    from newswatch.matcher import _words
-
     with pytest.raises(TypeError, match="takes a str, not bytes"):
-        _words.split_words(b"bytes")  # type: ignore[arg-type]
+        _c_split()(b"bytes")  # type: ignore[arg-type]
