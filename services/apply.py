@@ -14,7 +14,8 @@ from newswatch.matcher.topics import Compiler
 from newswatch.shared.config import Config
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.errors import ConfigError
-from newswatch.shared.kafka_io import Record, publish_once
+from newswatch.shared.kafka_client import publish_once
+from newswatch.shared.kafka_io import Record
 
 BOOTSTRAP_FILE = "bootstrap"
 

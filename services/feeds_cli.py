@@ -18,7 +18,8 @@ from newswatch.fetcher.opml import OpmlFeed, read_opml, write_opml
 from newswatch.shared.config import Config, FeedConfig, check_http_url
 from newswatch.shared.contract import ALL_TOPICS, FEEDS, FeedDefinition, encode
 from newswatch.shared.errors import ConfigError
-from newswatch.shared.kafka_io import Record, ensure_topics, make_consumer, publish_once
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, publish_once
+from newswatch.shared.kafka_io import Record
 
 State = Literal["active", "paused", "removed"]
 

@@ -33,14 +33,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.sql.elements import ColumnElement
 
 from newswatch.shared.errors import NewswatchError
 
 
 class StoreError(NewswatchError):
-    """The state database failed; the caller's work is not recorded and must be retried."""
+    """The state database failed; the caller's work is not recorded and must be retried.
+
+    ``transient``: the database is unreachable, locked or timed out (wait and retry), as
+    opposed to refusing this statement (a constraint, a value it cannot store).
+    """
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+#: SQLAlchemy errors that mean "the database is away or busy", not "this statement is wrong".
+_OUTAGES = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 
 def database_url(configured: str | None, state_dir: Path, service: str) -> str:
@@ -157,20 +170,51 @@ def migrate(engine: Engine, component: str, steps: Sequence[Sequence[str]]) -> i
         raise StoreError(f"migrating {component} schema failed: {exc}") from exc
 
 
+#: Rows per multi-row INSERT: SQLite allows 32,766 bound values per statement.
+_ROWS_PER_INSERT = 500
+
+
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE, in the connection's dialect."""
     if not rows:
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(rows)
-    updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
-    conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        statement = dialect.insert(table).values(rows[start : start + _ROWS_PER_INSERT])
+        updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
 
 
 def insert_new(conn: Connection, table: Table, row: dict[str, Any], keys: Sequence[str]) -> None:
     """INSERT … ON CONFLICT (keys) DO NOTHING: the first writer wins."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys)))
+
+
+def insert_new_many(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str], returning: str
+) -> set[Any]:
+    """INSERT … ON CONFLICT (keys) DO NOTHING RETURNING ``returning`` for many rows at once:
+    the values of ``returning`` of the rows this statement inserted (not those that existed).
+
+    Both databases answer RETURNING for the rows really inserted (SQLite 3.35+), so a caller
+    learns which of its rows are new without a read per row; on PostgreSQL a concurrent
+    transaction inserting the same key makes this one wait, then skip the row.
+    """
+    if not rows:
+        return set()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted: set[Any] = set()
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = list(rows[start : start + _ROWS_PER_INSERT])
+        statement = (
+            dialect.insert(table)
+            .values(chunk)
+            .on_conflict_do_nothing(index_elements=list(keys))
+            .returning(table.c[returning])
+        )
+        inserted.update(row[0] for row in conn.execute(statement))
+    return inserted
 
 
 @contextlib.contextmanager
@@ -180,4 +224,7 @@ def transaction(engine: Engine, what: str) -> Iterator[Connection]:
         with engine.begin() as conn:
             yield conn
     except SQLAlchemyError as exc:
-        raise StoreError(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise StoreError(
+            f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            transient=isinstance(exc, _OUTAGES),
+        ) from exc

@@ -1,41 +1,73 @@
-"""Kafka I/O with the guarantees the pipeline relies on.
+"""The stream layer: Kafka I/O with the guarantees the pipeline relies on.
 
-- ``Publisher``: every send future is checked; a failed send closes and rebuilds the
-  producer (an idempotent producer can stay broken after a broker restart while
-  ``flush()`` says nothing), then retries a bounded number of times.
-- ``ConsumerLoop``: at-least-once. An offset is committed only after the handler's effect
-  is done; a transient failure seeks the partition back to the failed record.
-- ``ensure_topics``: idempotent creation of the contract topics at start-up.
+Services see Kafka through two small Protocols, ``Consumer`` and ``Producer``. The
+kafka-python adapter (``kafka_client``) and an in-memory backend (``kafka_memory``, for fast
+unit tests) implement them, and one contract suite (``tests/contract``) holds both to the
+behaviour below. Nothing here imports kafka-python.
 
-kafka-python errors are converted to newswatch errors here and nowhere else.
+- ``Publisher``: sends every record of a batch, then waits for all the acknowledgements
+  (one round trip per batch, not per record). A failed send closes and rebuilds the
+  producer (an idempotent producer can stay broken after a broker restart while ``flush()``
+  says nothing) and retries the unacknowledged records, a bounded number of times.
+- ``ConsumerLoop``: at-least-once, a poll's batch at a time. Each record is decoded by the
+  ``Processor``; a record that cannot be decoded is poison and goes to ``newswatch.dlq`` alone.
+  The decoded records go to ``Processor.process`` together; when it returns, their effects
+  are done and the loop commits once. A record that failed rewinds its partition to it (the
+  records after it that were done are not handed over again); an outage (a transient error:
+  broker, database) is retried for as long as it lasts; any other failure of one record is
+  retried with backoff ``kafka.record_attempts`` times, then that record is dead-lettered
+  with its error, so a partition never stalls forever on one record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata
-from prometheus_client import CollectorRegistry
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from newswatch.shared.config import KafkaSettings
-from newswatch.shared.contract import ALL_TOPICS, COMPACTED_TOPICS, DLQ, DLQ_HEADERS
-from newswatch.shared.errors import KafkaUnavailableError, NewswatchError, PublishError
+from newswatch.shared.contract import DLQ, DLQ_HEADERS
+from newswatch.shared.errors import (
+    KafkaCommitError,
+    KafkaUnavailableError,
+    NewswatchError,
+    PublishError,
+    is_transient,
+)
 from newswatch.shared.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[str, bytes]]
-#: kafka-python's default (30 s) would leave a service idle that long after a broker restart.
-RECONNECT_BACKOFF_MAX_MS = 2000
+Headers = Sequence[tuple[str, bytes]]
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed record, whatever the backend."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp: int = 0  # milliseconds since the epoch, as the producer stamped it
+
+    @property
+    def size(self) -> int:
+        return len(self.key or b"") + len(self.value or b"")
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,7 @@ class Record:
     topic: str
     key: str | None
     value: bytes | None
-    headers: Headers = field(default_factory=list)
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,58 @@ class Ack:
     topic: str
     partition: int
     offset: int
+
+
+# --- the backend Protocols -------------------------------------------------------------------
+
+
+class Consumer(Protocol):
+    """What the services need of a Kafka consumer (a group member, or a groupless reader)."""
+
+    def subscribe(self, topics: Sequence[str]) -> None: ...
+    def assign(self, partitions: Sequence[TopicPartition]) -> None: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def partitions_for_topic(self, topic: str) -> set[int] | None: ...
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> dict[TopicPartition, list[Message]]:
+        """Records fetched now, per partition, in offset order; KafkaUnavailableError."""
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None: ...
+    def position(self, partition: TopicPartition) -> int | None:
+        """The next offset to fetch, or None when unknown (never raises)."""
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The end of the log as the last fetch saw it, or None (never raises, no request)."""
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the group's offsets; KafkaCommitError."""
+
+    def topic_id(self, topic: str) -> object | None:
+        """The broker's id of ``topic`` (changes when the topic is recreated), or None."""
+
+    def close(self) -> None: ...
+
+
+class SendFuture(Protocol):
+    def get(self, timeout: float) -> Ack:
+        """Where the record was stored; KafkaSendError if it was not acknowledged."""
+
+
+class Producer(Protocol):
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> SendFuture:
+        """Queue one record; KafkaSendError if it cannot even be queued."""
+
+    def close(self, timeout: float) -> None:
+        """Close, even with records that cannot be delivered (never raises)."""
+
+
+class Sink(Protocol):
+    """What a handler publishes through (``Publisher``, or any test double)."""
+
+    def publish(self, records: Sequence[Record]) -> list[Ack]: ...
+
+
+# --- publishing ------------------------------------------------------------------------------
 
 
 class PartialPublishError(PublishError):
@@ -69,60 +153,12 @@ class PartialPublishError(PublishError):
         self.acked = acked
 
 
-class ProducerLike(Protocol):
-    def send(self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers) -> Any: ...
-    def close(self, timeout: float | None = None) -> None: ...
-
-
-def producer_factory(bootstrap: str, settings: KafkaSettings, client_id: str) -> Callable[[], ProducerLike]:
-    """A factory so Publisher can rebuild its producer; injected for tests.
-
-    Clients never create topics themselves (``allow_auto_create_topics=False``): a topic
-    auto-created by a metadata request gets the broker's defaults (partition count, no
-    compaction), and a group consumer then misses the records of partitions it did not
-    know. Topics are created by ``ensure_topics`` only: at start-up by every service, and
-    again on every rebuild, since a producer is rebuilt after failed sends, which is what a
-    broker that lost its data (and its topics) causes.
-    """
-    builds = 0
-
-    def build() -> ProducerLike:
-        nonlocal builds
-        builds += 1
-        if builds > 1:
-            ensure_topics(bootstrap, settings, ALL_TOPICS, deadline_s=settings.send_timeout)
-        try:
-            producer: ProducerLike = KafkaProducer(
-                bootstrap_servers=bootstrap.split(","),
-                client_id=client_id,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=settings.linger_ms,  # every publish waits for its ack: lingering only delays it
-                request_timeout_ms=settings.request_timeout_ms,
-                max_block_ms=int(settings.send_timeout * 1000),
-                delivery_timeout_ms=max(
-                    int(settings.send_timeout * 1000), settings.request_timeout_ms + settings.linger_ms + 5
-                ),
-                bootstrap_timeout_ms=int(settings.send_timeout * 1000),
-                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-                allow_auto_create_topics=False,
-            )
-        except KafkaError as exc:
-            raise KafkaUnavailableError(f"cannot create Kafka producer for {bootstrap}: {exc}") from exc
-        return producer
-
-    return build
-
-
 class Publisher:
-    """Sends records and waits for every acknowledgement.
-
-    Thread-safe: the fetcher publishes from several scheduler threads.
-    """
+    """Sends records and waits for every acknowledgement. Thread-safe."""
 
     def __init__(
         self,
-        factory: Callable[[], ProducerLike],
+        factory: Callable[[], Producer],
         metrics: PipelineMetrics,
         send_timeout: float,
         attempts: int = 3,
@@ -136,28 +172,31 @@ class Publisher:
         self._backoff = backoff
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._producer: ProducerLike | None = None
+        self._producer: Producer | None = None
 
-    def _current(self) -> ProducerLike:
+    def _current(self) -> Producer:
         with self._lock:
             if self._producer is None:
                 self._producer = self._factory()
             return self._producer
 
-    def _rebuild(self, broken: ProducerLike) -> None:
+    def _rebuild(self, broken: Producer) -> None:
         with self._lock:
             if self._producer is not broken:
                 return  # another thread already replaced it
             self._producer = None
         self._metrics.producer_rebuilds.inc()
-        _close_producer(broken, timeout=1)
+        broken.close(timeout=1)
 
     def publish(self, records: Sequence[Record]) -> list[Ack]:
         """Publish all records and return where each one was stored, in order.
 
-        Raises PartialPublishError (a PublishError) naming the records that were acknowledged
-        when some were not, after the bounded retries.
+        Every record is sent before the first acknowledgement is awaited, so a batch costs
+        one round trip. Raises PartialPublishError (a PublishError) naming the records that
+        were acknowledged when some were not, after the bounded retries.
         """
+        if not records:
+            return []
         pending = list(enumerate(records))
         acked: dict[int, Ack] = {}
         last_error = ""
@@ -167,7 +206,7 @@ class Publisher:
             except KafkaUnavailableError as exc:
                 last_error = str(exc)
             else:
-                pending, last_error = self._send_batch(producer, pending, acked)
+                pending, last_error = self._send_all(producer, pending, acked)
                 if not pending:
                     return [acked[i] for i in range(len(records))]
                 self._rebuild(producer)
@@ -177,167 +216,63 @@ class Publisher:
             f"{len(pending)} record(s) not acknowledged after {self._attempts} attempts: {last_error}", acked
         )
 
-    def _send_batch(
-        self, producer: ProducerLike, records: list[tuple[int, Record]], acked: dict[int, Ack]
+    def _send_all(
+        self, producer: Producer, records: list[tuple[int, Record]], acked: dict[int, Ack]
     ) -> tuple[list[tuple[int, Record]], str]:
-        futures = []
+        futures: list[tuple[int, Record, SendFuture]] = []
         failed: list[tuple[int, Record]] = []
         error = ""
         for index, record in records:
             try:
-                fut = producer.send(
-                    record.topic,
-                    key=record.key.encode("utf-8") if record.key is not None else None,
-                    value=record.value,
-                    headers=record.headers,
+                key = record.key.encode("utf-8") if record.key is not None else None
+                futures.append(
+                    (index, record, producer.send(record.topic, key, record.value, record.headers))
                 )
-            except KafkaError as exc:
+            except PublishError as exc:
                 failed.append((index, record))
-                error = f"{type(exc).__name__}: {exc}"
+                error = str(exc)
                 self._metrics.publish_errors.labels(record.topic).inc()
-                continue
-            futures.append((index, record, fut))
-        for index, record, fut in futures:
+        for index, record, future in futures:
             try:
-                meta = fut.get(timeout=self._send_timeout)
-            except KafkaError as exc:
+                acked[index] = future.get(timeout=self._send_timeout)
+            except PublishError as exc:
                 failed.append((index, record))
-                error = f"{type(exc).__name__}: {exc}"
+                error = str(exc)
                 self._metrics.publish_errors.labels(record.topic).inc()
             else:
-                acked[index] = Ack(record.topic, int(meta.partition), int(meta.offset))
                 self._metrics.published.labels(record.topic).inc()
+        failed.sort(key=lambda pair: pair[0])
         return failed, error
 
     def close(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            _close_producer(producer, timeout=5)
+            producer.close(timeout=5)
 
 
-def publish_once(bootstrap: str, settings: KafkaSettings, records: Sequence[Record], client_id: str) -> None:
-    """For command-line tools: create the topics if needed, publish, wait for every ack, close."""
-    ensure_topics(bootstrap, settings, ALL_TOPICS)
-    metrics = PipelineMetrics(CollectorRegistry(), client_id, "cli")
-    publisher = Publisher(producer_factory(bootstrap, settings, client_id), metrics, settings.send_timeout)
-    try:
-        publisher.publish(records)
-    finally:
-        publisher.close()
-
-
-def _close_producer(producer: ProducerLike, timeout: float) -> None:
-    """Close a producer, even one whose records cannot be delivered.
-
-    kafka-python 3.0's ``close()`` flushes first and raises when records are still pending,
-    before it stops its sender thread; the object then raises again from ``__del__``. So
-    after a failed close the sender is force-closed and the producer marked closed.
-    """
-    try:
-        producer.close(timeout=timeout)
-    except KafkaError:
-        log.warning("producer closed with undelivered records (they were reported as failed)")
-        sender = getattr(producer, "_sender", None)
-        if sender is not None:
-            sender.force_close()
-        if hasattr(producer, "_closed"):
-            producer._closed = True  # see docstring
-
-
-def ensure_topics(
-    bootstrap: str, settings: KafkaSettings, topics: Iterable[str], deadline_s: float = 60.0
-) -> None:
-    """Create the contract topics if missing; retried until ``deadline_s`` (broker may be starting)."""
-    wanted = list(topics)
-    end = time.monotonic() + deadline_s
-    last: Exception | None = None
-    while time.monotonic() < end:
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap.split(","),
-                client_id="newswatch-admin",
-                request_timeout_ms=settings.request_timeout_ms,
-                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-            )
-        except KafkaError as exc:
-            last = exc
-            time.sleep(0.5)
-            continue
-        try:
-            existing = set(admin.list_topics())
-            missing = [t for t in wanted if t not in existing]
-            if missing:
-                new = [
-                    NewTopic(
-                        name,
-                        settings.partitions,
-                        settings.replication_factor,
-                        topic_configs={"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {},
-                    )
-                    for name in missing
-                ]
-                with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently by another service
-                    admin.create_topics(new)
-                log.info("created Kafka topics", extra={"topics": missing})
-            return
-        except KafkaError as exc:
-            last = exc
-            time.sleep(0.5)
-        finally:
-            admin.close()
-    raise KafkaUnavailableError(
-        f"could not create topics {wanted} on {bootstrap} within {deadline_s:.0f}s: {last}"
-    )
-
-
-#: fetch_max_wait_ms of groupless readers (Kafka's default): their records are not on the alert path.
-READER_FETCH_WAIT_MS = 500
-
-
-def make_consumer(bootstrap: str, settings: KafkaSettings, group_id: str | None, client_id: str) -> Any:
-    """A consumer that never auto-commits: offsets are committed by ConsumerLoop after the work."""
-    try:
-        return KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
-            group_id=group_id,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
-            max_poll_records=200,
-            # A broker that does not answer a waiting fetch as soon as records arrive (the
-            # embedded one) holds each record up to this long. Group consumers carry the
-            # alert path (items, matches) and use the configured wait; groupless readers of
-            # tables, replays and the alert stream wait longer and send fewer idle fetches.
-            fetch_max_wait_ms=settings.fetch_max_wait_ms if group_id else READER_FETCH_WAIT_MS,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-            allow_auto_create_topics=False,  # see producer_factory
-        )
-    except KafkaError as exc:
-        raise KafkaUnavailableError(f"cannot create Kafka consumer for {bootstrap}: {exc}") from exc
-
-
-def dlq_record(message: Any, error: Exception, service: str) -> Record:
-    """The DLQ copy of a consumed message: original key and value, error in headers."""
+def dlq_record(message: Message, error: BaseException, service: str) -> Record:
+    """The DLQ copy of a consumed message: original key, value and headers, the error in
+    headers of its own (``DLQ_HEADERS``)."""
+    text = str(error) if isinstance(error, NewswatchError) else f"{type(error).__name__}: {error}"
     values = (
-        str(error)[:2000],
+        text[:2000],
         type(error).__name__,
         message.topic,
         message.partition,
         message.offset,
         service,
     )
-    headers: Headers = [
-        (name, str(value).encode("utf-8")) for name, value in zip(DLQ_HEADERS, values, strict=True)
-    ]
+    headers = [(name, str(value).encode("utf-8")) for name, value in zip(DLQ_HEADERS, values, strict=True)]
+    headers += [(name, value) for name, value in message.headers if name not in DLQ_HEADERS]
     key = message.key.decode("utf-8", "replace") if message.key is not None else None
     return Record(DLQ, key, message.value, headers)
 
 
-def rewind_past_end(consumer: Any, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
+# --- noticing a broker that lost its data ------------------------------------------------------
+
+
+def rewind_past_end(consumer: Consumer, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
     """Seeks to the beginning every partition whose position lies past its highwater.
 
     That happens when the broker lost its data and restarted its offsets at 0. Kafka resets
@@ -349,10 +284,7 @@ def rewind_past_end(consumer: Any, partitions: Iterable[TopicPartition]) -> list
         high = consumer.highwater(tp)
         if high is None:
             continue
-        try:
-            position = consumer.position(tp, timeout_ms=100)
-        except KafkaError:
-            continue
+        position = consumer.position(tp)
         if position is not None and position > high:
             beyond.append(tp)
     if beyond:
@@ -371,27 +303,20 @@ class LossGuard:
     a new topic id, with offsets from 0 again. A reader still positioned at its old offset
     would skip every record published after the loss until the new log grows past that
     offset, or, once it has, read from the middle. Two signs are checked before a batch is
-    handed on: the topic id in the client's metadata changed (the topic was recreated), or
-    the position lies past the highwater (see ``rewind_past_end``). Either way the partition
-    is sought to its beginning and the batch's records from it are dropped: they are read
-    again, in order, from offset 0.
+    handed on: the topic id changed (the topic was recreated), or the position lies past the
+    highwater (see ``rewind_past_end``). Either way the partition is sought to its beginning
+    and the batch's records from it are dropped: they are read again, in order, from 0.
     """
 
-    def __init__(self, consumer: Any) -> None:
+    def __init__(self, consumer: Consumer) -> None:
         self._consumer = consumer
         self._ids: dict[str, object] = {}
 
     def recreated(self, topics: Iterable[str]) -> set[str]:
         """The topics among ``topics`` whose topic id changed since the last call."""
-        # kafka-python keeps topic ids in its cluster metadata (``ClusterMetadata.topic_id``),
-        # reached through the consumer's client; a consumer without one is not watched.
-        cluster = getattr(getattr(self._consumer, "_client", None), "cluster", None)
-        topic_id = getattr(cluster, "topic_id", None)
-        if topic_id is None:
-            return set()
         changed = set()
         for topic in topics:
-            current = topic_id(topic)
+            current = self._consumer.topic_id(topic)
             if current is None:  # not (yet) in the metadata, e.g. while it is recreated
                 continue
             prior = self._ids.get(topic)
@@ -414,105 +339,371 @@ class LossGuard:
         return {*lost, *rewind_past_end(self._consumer, [tp for tp in parts if tp.topic not in changed])}
 
 
-class ConsumerLoop:
-    """Polls a group consumer and hands each record to ``handler`` in partition order.
+# --- the consumer loop -----------------------------------------------------------------------
 
-    ``handler`` must finish the record's effect (publish, deliver, or dead-letter it)
-    before returning; only then is its offset committed. If it raises, the partition is
-    rewound to that record and retried after a backoff: nothing is skipped.
-    """
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope(Generic[T]):
+    """A consumed record and what its Processor decoded from it."""
+
+    message: Message
+    payload: T
+
+
+class Processor(Protocol[T]):
+    """One service's work on a stream: decode each record, then process a batch of them."""
+
+    def decode(self, message: Message) -> T:
+        """The record's payload; any exception makes the record poison (dead-lettered alone)."""
+
+    def process(self, batch: Sequence[Envelope[T]]) -> Mapping[int, BaseException]:
+        """Do the effects of ``batch`` and return only when they are done; returns the records
+        that failed, by index, with their error (their effects are not done). Effects happen
+        in partition order: after a failed record, the later records of its partition are
+        left undone too (``NotReached``, see ``in_order``). Raising means none of the batch is
+        done: a transient error is waited out, any other is narrowed down by processing the
+        records one at a time."""
+
+
+@dataclass(frozen=True)
+class LoopPolicy:
+    """Bounds of a batch and of the retries (from ``kafka.*`` settings)."""
+
+    max_records: int = 500
+    max_bytes: int = 8 * 1024 * 1024
+    record_attempts: int = 5  # failures of one record before it is dead-lettered
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 30.0
+    poll_timeout_ms: int = 500
+
+
+def loop_policy(settings: KafkaSettings, poll_timeout_ms: int = 500) -> LoopPolicy:
+    return LoopPolicy(
+        max_records=settings.batch_max_records,
+        max_bytes=settings.batch_max_bytes,
+        record_attempts=settings.record_attempts,
+        retry_backoff=settings.retry_backoff,
+        retry_backoff_max=settings.retry_backoff_max,
+        poll_timeout_ms=poll_timeout_ms,
+    )
+
+
+@dataclass
+class _Slot:
+    """One record of a batch on its way through the loop."""
+
+    message: Message
+    done: bool = False
+    skipped: bool = False  # done in an earlier pass (after a failed neighbour)
+    error: BaseException | None = None
+    index: int = -1  # position in the batch handed to the processor
+
+
+class ConsumerLoop(Generic[T]):
+    """Polls a group consumer and hands each poll's records to ``processor`` (see module doc)."""
 
     def __init__(
         self,
-        consumer: Any,
-        handler: Callable[[Any], None],
+        consumer: Consumer,
+        processor: Processor[T],
+        sink: Sink,
         metrics: PipelineMetrics,
-        poll_timeout_ms: int = 500,
-        retry_backoff: float = 1.0,
-        retry_backoff_max: float = 30.0,
+        service: str,
+        policy: LoopPolicy | None = None,
         sleep: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
-        self._handler = handler
+        self._processor = processor
+        self._sink = sink
         self._metrics = metrics
-        self._poll_timeout_ms = poll_timeout_ms
-        self._retry_backoff = retry_backoff
-        self._retry_backoff_max = retry_backoff_max
+        self._service = service
+        self._policy = policy or LoopPolicy()
         self._sleep = sleep
-        self._failures = 0
+        self._clock = clock
+        self._failures = 0  # runs in a row that retried something
+        self._attempts: dict[tuple[TopicPartition, int], int] = {}
+        # Records whose effect is done but whose offset cannot be committed yet (an earlier
+        # record of the partition failed): not handed over again when they are redelivered.
+        self._done: dict[TopicPartition, set[int]] = {}
+        self._assigned: set[TopicPartition] = set()
         self._guard = LossGuard(consumer)
         self.last_poll = 0.0
 
     def run_once(self) -> int:
-        """One poll → process → commit cycle. Returns the number of records processed."""
-        try:
-            batch = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
-        except KafkaError as exc:
-            raise KafkaUnavailableError(f"poll failed: {exc}") from exc
-        self.last_poll = time.monotonic()
-        lost = self._guard.check(self._consumer.assignment())
-        done: dict[TopicPartition, int] = {}
-        failed = False
-        for tp, messages in batch.items():
-            if tp in lost:  # fetched from a log the broker no longer has: read again from 0
-                continue
-            for message in messages:
-                try:
-                    self._handler(message)
-                except Exception as exc:
-                    failed = True
-                    self._metrics.processing_retries.labels(tp.topic).inc()
-                    level = logging.WARNING if isinstance(exc, NewswatchError) else logging.ERROR
-                    log.log(
-                        level,
-                        "processing failed, will retry the record",
-                        exc_info=not isinstance(exc, NewswatchError),
-                        extra={
-                            "topic": tp.topic,
-                            "partition": tp.partition,
-                            "offset": message.offset,
-                            "error": str(exc),
-                        },
-                    )
-                    self._consumer.seek(tp, message.offset)
-                    break
-                done[tp] = message.offset + 1
-                self._metrics.consumed.labels(tp.topic).inc()
-        # A batch fetched just before the broker lost its data may be handled after it came
-        # back empty: committing its offsets would place the group past records of the new
-        # log. The guard is asked again, and a recreated topic's offsets are not committed.
-        lost |= self._guard.check(self._consumer.assignment())
-        done = {tp: offset for tp, offset in done.items() if tp not in lost}
-        if done:
-            self._commit(done)
+        """One poll → process → commit cycle. Returns the number of records polled."""
+        policy = self._policy
+        fetched = self._consumer.poll(policy.poll_timeout_ms, policy.max_records)
+        self.last_poll = self._clock()
+        assignment = self._consumer.assignment()
+        self._forget_revoked(assignment)
+        lost = self._guard.check(assignment)
+        batch = self._bounded({tp: msgs for tp, msgs in fetched.items() if msgs and tp not in lost})
+        retried = False
+        if batch:
+            retried = self._handle(batch)
+            # A batch fetched just before the broker lost its data may be handled after it
+            # came back empty: committing its offsets would place the group past records of
+            # the new log. The guard is asked again; a recreated topic's offsets are kept.
+            lost = self._guard.check(self._consumer.assignment())
+            offsets = {tp: off for tp, off in self._commit_points(batch).items() if tp not in lost}
+            if offsets:
+                self._commit(offsets)
         self._update_lag()
-        if failed:
+        if retried:
             self._failures += 1
-            self._sleep(min(self._retry_backoff * 2 ** (self._failures - 1), self._retry_backoff_max))
+            self._sleep(min(policy.retry_backoff * 2 ** (self._failures - 1), policy.retry_backoff_max))
         else:
             self._failures = 0
-        return sum(len(m) for m in batch.values())
+        return sum(len(m) for m in fetched.values())
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def _bounded(self, fetched: dict[TopicPartition, list[Message]]) -> dict[TopicPartition, list[_Slot]]:
+        """The records to handle now: at most ``max_records`` and ``max_bytes`` (at least one);
+        partitions cut short are sought back to their first record left out."""
+        policy = self._policy
+        batch: dict[TopicPartition, list[_Slot]] = {}
+        count = size = 0
+        for tp, messages in fetched.items():
+            done = self._done.get(tp, set())
+            taken: list[_Slot] = []
+            for message in messages:
+                if count and (count >= policy.max_records or size + message.size > policy.max_bytes):
+                    self._consumer.seek(tp, message.offset)
+                    break
+                skipped = message.offset in done
+                taken.append(_Slot(message, done=skipped, skipped=skipped))
+                count += 1
+                size += message.size
+            if taken:
+                batch[tp] = taken
+        return batch
+
+    def _handle(self, batch: dict[TopicPartition, list[_Slot]]) -> bool:
+        """Decodes, dead-letters poison, processes; marks each slot done or failed. Returns
+        whether anything is retried (the caller backs off)."""
+        envelopes: list[Envelope[T]] = []
+        slots: list[_Slot] = []
+        poison: list[tuple[_Slot, BaseException]] = []
+        for tp_slots in batch.values():
+            for slot in tp_slots:
+                if slot.done:
+                    continue
+                try:
+                    payload = self._processor.decode(slot.message)
+                except Exception as exc:  # noqa: BLE001 - any decode failure: the record itself is bad
+                    poison.append((slot, exc))
+                    continue
+                slot.index = len(envelopes)
+                envelopes.append(Envelope(slot.message, payload))
+                slots.append(slot)
+        if poison and not self._dead_letter(poison, "decode"):
+            # The DLQ is unreachable: nothing is processed, everything comes again.
+            self._outage(batch, PublishError("the DLQ could not be written"))
+            return True
+        if envelopes:
+            try:
+                failures = self._processor.process(envelopes)
+            except Exception as exc:  # noqa: BLE001 - classified below: outage, or narrowed down
+                if is_transient(exc):
+                    self._outage(batch, exc)
+                    return True
+                failures = self._one_by_one(envelopes, exc)
+            for slot in slots:
+                slot.error = failures.get(slot.index)
+                slot.done = slot.error is None
+        return self._settle(batch)
+
+    def _one_by_one(self, envelopes: list[Envelope[T]], first: BaseException) -> dict[int, BaseException]:
+        """After a batch failed as a whole: each record alone, in order, so a bad record is
+        told from its neighbours. A partition stops at its first failure (the records after
+        it are not done; they come again after the rewind)."""
+        log.warning("batch failed; processing its records one at a time", extra={"error": str(first)})
+        failures: dict[int, BaseException] = {}
+        stopped: set[TopicPartition] = set()
+        for index, envelope in enumerate(envelopes):
+            tp = envelope.message.tp
+            if tp in stopped:
+                failures[index] = NotReached()
+                continue
+            try:
+                error = self._processor.process([envelope]).get(0)
+            except Exception as exc:  # noqa: BLE001 - this record's failure, counted by _settle
+                error = exc
+            if error is not None:
+                failures[index] = error
+                stopped.add(tp)
+        return failures
+
+    def _settle(self, batch: dict[TopicPartition, list[_Slot]]) -> bool:
+        """Counts each failure; a record that failed ``record_attempts`` times is dead-lettered
+        (then done). A partition with a failure left is rewound to it. Returns whether any
+        record is retried."""
+        exhausted: list[tuple[_Slot, BaseException]] = []
+        retried = False
+        for tp, tp_slots in batch.items():
+            for slot in tp_slots:
+                error = slot.error
+                if slot.done or error is None or isinstance(error, NotReached):
+                    continue
+                key = (tp, slot.message.offset)
+                attempts = self._attempts.get(key, 0) + 1
+                self._attempts[key] = attempts
+                if is_transient(error) or attempts < self._policy.record_attempts:
+                    continue
+                exhausted.append((slot, error))
+        if exhausted and self._dead_letter(exhausted, "processing"):
+            for slot, _error in exhausted:
+                slot.done = True
+                self._attempts.pop((slot.message.tp, slot.message.offset), None)
+        for tp, tp_slots in batch.items():
+            first = next((slot for slot in tp_slots if not slot.done), None)
+            if first is None:
+                continue
+            retried = True
+            self._metrics.processing_retries.labels(tp.topic).inc()
+            error = first.error
+            level = logging.WARNING if error is None or isinstance(error, NewswatchError) else logging.ERROR
+            log.log(
+                level,
+                "processing failed, will retry the record",
+                exc_info=(type(error), error, error.__traceback__)
+                if level == logging.ERROR and error
+                else None,
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "offset": first.message.offset,
+                    "attempt": self._attempts.get((tp, first.message.offset), 0),
+                    "error": str(error) if error is not None else "not reached",
+                },
+            )
+            self._consumer.seek(tp, first.message.offset)
+            later = [s.message.offset for s in tp_slots if s.done and s.message.offset > first.message.offset]
+            if later:
+                self._done.setdefault(tp, set()).update(later)
+        for tp_slots in batch.values():
+            for slot in tp_slots:
+                if slot.done and not slot.skipped:
+                    self._metrics.consumed.labels(slot.message.topic).inc()
+        return retried
+
+    def _outage(self, batch: dict[TopicPartition, list[_Slot]], exc: BaseException) -> None:
+        """A transient failure of the whole batch: every partition back to its first record
+        not done, no attempt counted (the outage is waited out, however long)."""
+        log.warning("processing waits for an outage to end", extra={"error": str(exc)})
+        for tp, tp_slots in batch.items():
+            first = next((s for s in tp_slots if not s.done), None)
+            if first is not None:
+                self._metrics.processing_retries.labels(tp.topic).inc()
+                self._consumer.seek(tp, first.message.offset)
+                later = [
+                    s.message.offset for s in tp_slots if s.done and s.message.offset > first.message.offset
+                ]
+                if later:
+                    self._done.setdefault(tp, set()).update(later)
+            for slot in tp_slots:
+                if not slot.done:
+                    slot.error = exc
+
+    def _dead_letter(self, slots: list[tuple[_Slot, BaseException]], reason: str) -> bool:
+        """Copies records to the DLQ with their error; False (nothing marked) if that fails."""
+        records = [dlq_record(slot.message, error, self._service) for slot, error in slots]
+        try:
+            self._sink.publish(records)
+        except PublishError as exc:
+            log.error(
+                "could not dead-letter records; they are retried",
+                extra={"records": len(records), "error": str(exc)},
+            )
+            return False
+        for slot, error in slots:
+            slot.done = True
+            self._metrics.dlq.labels(slot.message.topic, reason).inc()
+            log.warning(
+                "record sent to the DLQ",
+                extra={
+                    "topic": slot.message.topic,
+                    "partition": slot.message.partition,
+                    "offset": slot.message.offset,
+                    "reason": reason,
+                    "error": str(error)[:500],
+                },
+            )
+        return True
+
+    def _commit_points(self, batch: dict[TopicPartition, list[_Slot]]) -> dict[TopicPartition, int]:
+        """Per partition, the offset after its last record done in an unbroken run."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp, tp_slots in batch.items():
+            done = self._done.get(tp, set())
+            point = None
+            for slot in tp_slots:
+                if not slot.done:
+                    break
+                point = slot.message.offset + 1
+            if point is None:
+                continue
+            while point in done:  # done earlier, after a record that has now succeeded
+                point += 1
+            offsets[tp] = point
+            if done:
+                remaining = {o for o in done if o >= point}
+                if remaining:
+                    self._done[tp] = remaining
+                else:
+                    self._done.pop(tp, None)
+        return offsets
+
+    def _forget_revoked(self, assignment: set[TopicPartition]) -> None:
+        """A rebalance took partitions away: what we knew of their records is another's now."""
+        if assignment == self._assigned:
+            return
+        gone = self._assigned - assignment
+        self._assigned = set(assignment)
+        for tp in gone:
+            self._done.pop(tp, None)
+        if gone:
+            self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in gone}
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(off, None, -1) for tp, off in offsets.items()})
-        except KafkaError as exc:
+            self._consumer.commit(offsets)
+        except KafkaCommitError as exc:
             # At-least-once: the records will be redelivered; downstream dedups them.
             self._metrics.commit_errors.inc()
             log.warning("offset commit failed; records will be processed again", extra={"error": str(exc)})
 
     def _update_lag(self) -> None:
-        """Lag from the consumer's own highwater (not ListOffsets)."""
+        """Lag from the consumer's own highwater (not the broker's end offsets)."""
         lag: dict[str, int] = {}
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            if high is None:
-                continue
-            try:
-                position = self._consumer.position(tp, timeout_ms=100)
-            except KafkaError:
-                continue
-            if position is not None:
+            position = self._consumer.position(tp) if high is not None else None
+            if high is not None and position is not None:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
         for topic, value in lag.items():
             self._metrics.consumer_lag.labels(topic).set(value)
+
+
+class NotReached(Exception):
+    """A record after a failed one in the same partition, left undone in this pass (the
+    effects of a partition's records happen in its order)."""
+
+
+def in_order(batch: Sequence[Envelope[T]], failures: Mapping[int, BaseException]) -> dict[int, BaseException]:
+    """``failures`` plus every later record of a failed record's partition, as not reached:
+    what a processor that works a whole batch before its effects must leave undone, so a
+    partition's effects stay in its order."""
+    failed: dict[TopicPartition, int] = {}
+    for index in sorted(failures):
+        failed.setdefault(batch[index].message.tp, index)
+    out = dict(failures)
+    for index, envelope in enumerate(batch):
+        first = failed.get(envelope.message.tp)
+        if first is not None and index > first and index not in out:
+            out[index] = NotReached()
+    return out

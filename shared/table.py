@@ -13,20 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from newswatch.shared.errors import KafkaUnavailableError
-from newswatch.shared.kafka_io import LossGuard
+from newswatch.shared.kafka_io import Consumer, LossGuard, Message, TopicPartition
 
-Apply = Callable[[list[Any]], None]
+Apply = Callable[[list[Message]], None]
 log = logging.getLogger(__name__)
 
 
 class TableReader:
-    def __init__(self, consumer: Any, topic: str) -> None:
+    def __init__(self, consumer: Consumer, topic: str) -> None:
         self._consumer = consumer
         self._topic = topic
         self._partitions: list[TopicPartition] = []
@@ -58,9 +54,8 @@ class TableReader:
             highs = [self._consumer.highwater(tp) for tp in self._partitions]
             if self._check():
                 continue
-            if all(h is not None for h in highs) and all(
-                self._consumer.position(tp) >= h for tp, h in zip(self._partitions, highs, strict=True)
-            ):
+            positions = [self._consumer.position(tp) for tp in self._partitions]
+            if all(h is not None and p is not None and p >= h for p, h in zip(positions, highs, strict=True)):
                 return
         if not stop.is_set():
             raise KafkaUnavailableError(f"could not read {self._topic} to its end within {timeout:.0f}s")
@@ -71,10 +66,7 @@ class TableReader:
         A reader whose log the broker lost while we read (see ``LossGuard``) starts again
         from the beginning, so records published after the loss are not skipped.
         """
-        try:
-            batch = self._consumer.poll(timeout_ms=timeout_ms)
-        except KafkaError as exc:
-            raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}") from exc
+        batch = self._consumer.poll(timeout_ms)
         lost = self._check()
         records = [m for tp, messages in batch.items() if tp not in lost for m in messages]
         if records:
@@ -102,7 +94,7 @@ class TableReader:
         self._consumer.close()
 
 
-def read_to_end(consumer: Any, topic: str, stop: threading.Event, apply: Apply) -> None:
+def read_to_end(consumer: Consumer, topic: str, stop: threading.Event, apply: Apply) -> None:
     """Reads ``topic`` once, from the beginning to the highwater seen at the start, handing
     each batch to ``apply``; the consumer (groupless) is closed afterwards."""
     reader = TableReader(consumer, topic)

@@ -21,7 +21,8 @@ from newswatch.matcher.topics import Compiler, Topic
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ITEMS, MATCHES, Item, Match, MatchReason, decode, encode
 from newswatch.shared.errors import ContractError
-from newswatch.shared.kafka_io import Record, make_consumer, publish_once
+from newswatch.shared.kafka_client import make_consumer, publish_once
+from newswatch.shared.kafka_io import Record
 from newswatch.shared.table import read_to_end
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALERTS, Alert, decode
 from newswatch.shared.errors import ContractError, NewswatchError
-from newswatch.shared.kafka_io import make_consumer
+from newswatch.shared.kafka_client import make_consumer
 from newswatch.shared.table import TableReader
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from newswatch.notifier.store import NotifierStore
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.errors import NewswatchError
-from newswatch.shared.kafka_io import Publisher, Record, make_consumer
+from newswatch.shared.kafka_client import make_consumer
+from newswatch.shared.kafka_io import Publisher, Record
 from newswatch.shared.table import read_to_end
 
 log = logging.getLogger(__name__)

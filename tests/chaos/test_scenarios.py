@@ -21,7 +21,8 @@ import pytest
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALERTS, DLQ, FEEDS, ITEMS, MATCHES, TOPICS
-from newswatch.shared.kafka_io import Record, publish_once
+from newswatch.shared.kafka_client import publish_once
+from newswatch.shared.kafka_io import Record
 from tests.support.chaos import REPORT, SERVICES, Row, Trickle, peak_rss_mb, rig, settle, wait_delivered
 from tests.support.kafka import read_records
 from tests.support.waiting import wait_for

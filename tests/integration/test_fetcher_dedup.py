@@ -18,7 +18,8 @@ from newswatch.shared.config import FetcherSettings, KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
 from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
-from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, producer_factory
+from newswatch.shared.kafka_io import Publisher
 from newswatch.shared.netguard import NetGuard
 from tests.support.aio import Aio
 from tests.support.kafka import read_json

@@ -22,7 +22,8 @@ from newswatch.shared.config import FeedConfig, FetcherSettings, KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, FEED_HEALTH
 from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
-from newswatch.shared.kafka_io import Publisher, ensure_topics, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, producer_factory
+from newswatch.shared.kafka_io import Publisher
 from newswatch.shared.netguard import NetGuard
 from tests.support.aio import Aio
 from tests.support.http import Reply, serve

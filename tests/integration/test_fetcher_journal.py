@@ -21,7 +21,8 @@ from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS, encode
 from newswatch.shared.db import make_engine
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import Publisher, Record
 from newswatch.shared.table import TableReader
 from tests.support.items import make_item
 

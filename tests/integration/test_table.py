@@ -14,7 +14,8 @@ from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, TOPICS
 from newswatch.shared.errors import KafkaUnavailableError
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import Publisher, Record
 from newswatch.shared.metrics import PipelineMetrics
 from newswatch.shared.table import TableReader
 

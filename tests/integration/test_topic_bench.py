@@ -13,7 +13,7 @@ from newswatch.cli import main
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, ITEMS, MATCHES, TOPICS, Item, Source, encode
-from newswatch.shared.kafka_io import ensure_topics
+from newswatch.shared.kafka_client import ensure_topics
 from tests.support.kafka import read_records
 
 pytestmark = pytest.mark.integration

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from newswatch.fetcher.dedup import Decision, Remember
 from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.recovery import floors_of
+from newswatch.shared.errors import KafkaSendError
 from newswatch.shared.kafka_io import Ack, PartialPublishError, Publisher, Record
 from newswatch.shared.metrics import PipelineMetrics
 from tests.support.items import make_item
@@ -50,19 +50,14 @@ def test_floors_are_the_lowest_per_partition_and_zero_where_unknown() -> None:
     assert floors_of([batch("x", {0: 5, 1: 7}), batch("y", {0: 3})]) == {0: 3, 1: 0}
 
 
-class _Meta:
-    def __init__(self, partition: int, offset: int) -> None:
-        self.partition, self.offset = partition, offset
-
-
 class _Sent:
-    """kafka-python's send future: ``get`` returns the record's metadata or raises."""
+    """A send future: ``get`` returns where the record went, or raises."""
 
-    def __init__(self, result: _Meta | Exception) -> None:
+    def __init__(self, result: Ack | KafkaSendError) -> None:
         self._result = result
 
-    def get(self, timeout: float) -> _Meta:
-        if isinstance(self._result, Exception):
+    def get(self, timeout: float) -> Ack:
+        if isinstance(self._result, KafkaSendError):
             raise self._result
         return self._result
 
@@ -73,13 +68,13 @@ class _HalfProducer:
     def __init__(self) -> None:
         self.offset = 0
 
-    def send(self, topic: str, *, key: bytes | None, value: bytes | None, headers: Any) -> _Sent:
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> _Sent:
         if key is not None and key.startswith(b"ok"):
             self.offset += 1
-            return _Sent(_Meta(1, self.offset))
-        return _Sent(KafkaTimeoutError("no ack"))
+            return _Sent(Ack(topic, 1, self.offset))
+        return _Sent(KafkaSendError("KafkaTimeoutError: no ack"))
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float) -> None:
         pass
 
 
