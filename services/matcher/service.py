@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -17,19 +15,22 @@ from newswatch.matcher.errors import AliasError
 from newswatch.matcher.metrics import MatcherMetrics
 from newswatch.matcher.topic_table import TopicTable
 from newswatch.matcher.topics import Compiler
+from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import Config
 from newswatch.shared.contract import ALL_TOPICS, ITEMS, MATCHES, Item, Match, decode, encode
-from newswatch.shared.errors import ConfigError, ContractError
+from newswatch.shared.errors import ConfigError
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
 from newswatch.shared.kafka_io import (
     ConsumerLoop,
+    Envelope,
+    Message,
     Publisher,
     Record,
-    dlq_record,
-    ensure_topics,
-    make_consumer,
-    producer_factory,
+    Sink,
+    in_order,
+    loop_policy,
 )
 from newswatch.shared.tracing import HEADER as TRACE_HEADER
 from newswatch.shared.tracing import child, from_headers, trace_id
@@ -38,51 +39,53 @@ log = logging.getLogger(__name__)
 GROUP_ID = "newswatch-matcher"
 
 
-class ItemHandler:
-    """Processes one ``newswatch.items`` record: decode, evaluate, publish matches."""
+class ItemProcessor:
+    """``newswatch.items`` → ``newswatch.matches``, a poll's batch at a time.
+
+    Each item is evaluated against one topic set (the set at the start of its evaluation,
+    even if a change lands meanwhile); the matches of the whole batch are published
+    together and awaited once, then the loop commits. An item whose evaluation raises is
+    reported alone, so its neighbours' matches still go out.
+    """
 
     def __init__(
         self,
         table: TopicTable,
-        publisher: Publisher,
+        sink: Sink,
         metrics: MatcherMetrics,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM,
     ) -> None:
         self._table = table
-        self._publisher = publisher
+        self._sink = sink
         self._metrics = metrics
-        self._now = now
+        self._clock = clock
 
-    def __call__(self, message: Any) -> None:
-        try:
-            item = decode(Item, message.value)
-        except ContractError as exc:
-            self._publisher.publish([dlq_record(message, exc, "matcher")])
-            self._metrics.pipeline.dlq.labels(ITEMS, "decode").inc()
-            log.warning(
-                "undecodable item sent to the DLQ", extra={"offset": message.offset, "error": str(exc)}
-            )
-            return
-        started = time.perf_counter()
-        doc = Document.from_item(item)
-        topics = self._table.topics  # one set for the whole item, even if a change lands meanwhile
-        found, candidates = topics.matches(doc)
-        self._metrics.candidates.observe(candidates)
-        matches = [
-            Match(topic_id=topic.id, query=topic.query, item=item, reason=reason, matched_at=self._now())
-            for topic, reason in found
-        ]
-        self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
-        self._metrics.items_evaluated.inc()
-        self._metrics.count_lexicon_resets()
-        parent = from_headers(message.headers)
-        if matches:
-            self._publisher.publish(
-                [
+    def decode(self, message: Message) -> Item:
+        return decode(Item, message.value)
+
+    def process(self, batch: Sequence[Envelope[Item]]) -> dict[int, BaseException]:
+        failures: dict[int, BaseException] = {}
+        found: list[list[Match]] = []
+        for index, envelope in enumerate(batch):
+            try:
+                found.append(self._evaluate(envelope.payload))
+            except Exception as exc:  # noqa: BLE001 - a bug or a pathological item: this record only
+                failures[index] = exc
+                found.append([])
+        failures = in_order(batch, failures)  # a failed item's later neighbours wait for it
+        records: list[Record] = []
+        matched: list[tuple[Item, list[Match], str | None]] = []
+        for index, (envelope, matches) in enumerate(zip(batch, found, strict=True)):
+            if matches and index not in failures:
+                parent = from_headers(envelope.message.headers)
+                records += [
                     Record(MATCHES, m.topic_id, encode(m), [(TRACE_HEADER, child(parent).encode())])
                     for m in matches
                 ]
-            )
+                matched.append((envelope.payload, matches, parent))
+        self._sink.publish(records)  # every match of the batch, one wait for all the acks
+        self._metrics.count_lexicon_resets()
+        for item, matches, parent in matched:
             self._metrics.items_matched.inc()
             self._metrics.matches.inc(len(matches))
             for m in matches:
@@ -95,6 +98,22 @@ class ItemHandler:
                     "trace_id": trace_id(parent),
                 },
             )
+        return failures
+
+    def _evaluate(self, item: Item) -> list[Match]:
+        started = time.perf_counter()
+        doc = Document.from_item(item)
+        topics = self._table.topics  # one set for the whole item, even if a change lands meanwhile
+        found, candidates = topics.matches(doc)
+        self._metrics.candidates.observe(candidates)
+        now = self._clock.now()
+        matches = [
+            Match(topic_id=topic.id, query=topic.query, item=item, reason=reason, matched_at=now)
+            for topic, reason in found
+        ]
+        self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        self._metrics.items_evaluated.inc()
+        return matches
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
@@ -136,7 +155,13 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         items_consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-matcher")
         items_consumer.subscribe([ITEMS])
         loop = ConsumerLoop(
-            items_consumer, ItemHandler(table, publisher, metrics), metrics.pipeline, sleep=stop.wait
+            items_consumer,
+            ItemProcessor(table, publisher, metrics),
+            publisher,
+            metrics.pipeline,
+            "matcher",
+            loop_policy(config.kafka),
+            sleep=stop.wait,
         )
         health.set_not_ready("joining consumer group")
         while not stop.is_set():

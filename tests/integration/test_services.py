@@ -19,7 +19,7 @@ from newswatch.fetcher.poller import FeedPoller
 from newswatch.fetcher.state import FetcherStore
 from newswatch.matcher.aliases import build_table
 from newswatch.matcher.metrics import MatcherMetrics
-from newswatch.matcher.service import ItemHandler
+from newswatch.matcher.service import ItemProcessor
 from newswatch.matcher.topic_table import TopicTable
 from newswatch.matcher.topics import Compiler
 from newswatch.shared.broker import EmbeddedBroker
@@ -37,14 +37,8 @@ from newswatch.shared.contract import (
 )
 from newswatch.shared.db import make_engine
 from newswatch.shared.health import Health
-from newswatch.shared.kafka_io import (
-    ConsumerLoop,
-    Publisher,
-    Record,
-    ensure_topics,
-    make_consumer,
-    producer_factory,
-)
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import ConsumerLoop, LoopPolicy, Publisher, Record
 from newswatch.shared.metrics import PipelineMetrics
 from newswatch.shared.netguard import NetGuard
 from tests.support.aio import Aio
@@ -148,7 +142,12 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     broker: EmbeddedBroker, kafka_settings: KafkaSettings
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-    m = MatcherMetrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    m = MatcherMetrics(registry)
+
+    def sample(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
     pub = publisher_for(broker, kafka_settings, m.pipeline)
     pub.publish(
         [
@@ -165,18 +164,20 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     table.assign(stop)
     table.catch_up(stop)
     assert {t.id for t in table.topics} == {"nk"}  # tombstone deleted "old", "bad" refused
-    assert m.topic_errors.labels("compile")._value.get() == 1
+    assert sample("newswatch_matcher_topic_errors_total", reason="compile") == 1
 
     consumer = make_consumer(broker.bootstrap, kafka_settings, "matcher-test", "m")
     consumer.subscribe([ITEMS])
-    loop = ConsumerLoop(consumer, ItemHandler(table, pub, m), m.pipeline, poll_timeout_ms=200)
+    loop = ConsumerLoop(
+        consumer, ItemProcessor(table, pub, m), pub, m.pipeline, "matcher", LoopPolicy(poll_timeout_ms=200)
+    )
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     producer.send(ITEMS, key=b"x", value=b"{not json").get(10)
     producer.send(
         ITEMS, key=b"y", value=encode(item("y" * 16, "North Korean troops deployed to Ukraine"))
     ).get(10)
     wait_for(
-        lambda: loop.run_once() is not None and m.items_evaluated._value.get() >= 1,
+        lambda: loop.run_once() is not None and sample("newswatch_matcher_items_evaluated_total") >= 1,
         40,
         interval=0.01,
         what="item evaluated",
@@ -193,7 +194,7 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     assert table.topics.get("nk") is not None
     producer.send(ITEMS, key=b"z", value=encode(item("z" * 16, "Heatwave grips Europe"))).get(10)
     wait_for(
-        lambda: loop.run_once() is not None and m.items_evaluated._value.get() >= 2,
+        lambda: loop.run_once() is not None and sample("newswatch_matcher_items_evaluated_total") >= 2,
         30,
         interval=0.01,
         what="second item",
@@ -210,10 +211,11 @@ def test_matcher_loads_topics_live_matches_and_dead_letters_poison(
     nk_match = next(x for x in matches if x["topic_id"] == "nk")
     assert nk_match["reason"]["terms"]["deployment"] == ["deployed"]
     assert nk_match["reason"]["score"] > 0 and nk_match["reason"]["highlights"]
-    assert m.topic_matches.labels("nk")._value.get() == 1 and m.topic_matches.labels("heat")._value.get() == 1
-    assert m.candidates._sum.get() >= 2  # each matching item had its topic among the candidates
-    assert m.topics_loaded._value.get() == 2 and m.topics_unindexed._value.get() == 0
-    assert m.presearch_pairs._value.get() > 0
+    assert sample("newswatch_matcher_topic_matches_total", topic="nk") == 1
+    assert sample("newswatch_matcher_topic_matches_total", topic="heat") == 1
+    assert sample("newswatch_matcher_candidates_sum") >= 2  # each matching item had its topic as candidate
+    assert sample("newswatch_matcher_topics") == 2 and sample("newswatch_matcher_topics_unindexed") == 0
+    assert sample("newswatch_matcher_presearch_pairs") > 0
     dlq = read_records(broker.bootstrap, DLQ)
     assert len(dlq) == 1 and dlq[0].value == b"{not json"
     headers = {k: v.decode() for k, v in dlq[0].headers}
