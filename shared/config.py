@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -119,6 +120,44 @@ class KafkaSettings(_Frozen):
     linger_ms: int = Field(
         default=0, ge=0, le=1_000, description="how long a producer holds a record to batch it with more"
     )
+    producer_batch_bytes: int = Field(
+        default=65_536,
+        ge=1_024,
+        le=16_777_216,
+        description="most bytes a producer puts in one request per partition",
+    )
+    batch_max_records: int = Field(
+        default=500, ge=1, le=100_000, description="most records a service handles as one batch (one commit)"
+    )
+    batch_max_bytes: int = Field(
+        default=8_388_608, ge=1_024, description="most bytes of records a service handles as one batch"
+    )
+    record_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=1_000,
+        description="failures of one record (other than an outage) before it goes to the DLQ",
+    )
+    retry_backoff: Duration = Field(
+        default=1.0, gt=0, description="first wait before a failed batch is retried (doubles each time)"
+    )
+    retry_backoff_max: Duration = Field(default=30.0, gt=0, description="longest wait between two retries")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how clients talk to the brokers: TLS (SSL), SASL, both, or neither"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle that signs the brokers' certificates"
+    )
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(default=None, description="client certificate's private key")
+    ssl_check_hostname: bool = Field(default=True, description="check the broker's certificate names it")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism (SASL_PLAINTEXT, SASL_SSL)"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (secret: also from NEWSWATCH_KAFKA_SASL_PASSWORD_FILE)"
+    )
 
     @field_validator("bootstrap")
     @classmethod
@@ -134,6 +173,14 @@ class KafkaSettings(_Frozen):
     def _heartbeat_below_session(self) -> Self:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Self:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and sasl_password"
+            )
         return self
 
 
@@ -294,17 +341,35 @@ class SmtpSettings(_Frozen):
 
 class NotifierSettings(_Frozen):
     timeout: Duration = Field(default=10.0, gt=0, description="per webhook request")
-    max_attempts: int = Field(default=8, ge=1, le=50, description="delivery attempts before the DLQ")
+    max_age: Duration = Field(
+        default=86_400.0,
+        gt=0,
+        description="the retry budget: a delivery still undelivered this long after it was queued is "
+        "abandoned (expired)",
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000,
+        description="an extra bound on attempts per delivery (none: only max_age bounds the retries)",
+    )
     retry_backoff: Duration = Field(
         default=1.0, ge=0, description="first retry delay, doubled per try (jittered)"
     )
     retry_backoff_max: Duration = Field(default=300.0, ge=0, description="longest wait between two attempts")
-    max_age: Duration = Field(
-        default=86_400.0,
-        gt=0,
-        description="an alert still undelivered this long after its match is abandoned",
+    senders: int = Field(default=64, ge=1, le=1024, description="sends in flight at once, in all")
+    per_destination: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="sends in flight at once to one destination (a webhook host, the SMTP server)",
     )
-    senders: int = Field(default=8, ge=1, le=256, description="deliveries in flight at once (threads)")
+    circuit_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1_000,
+        description="transient failures in a row that make a destination's deliveries wait for a probe",
+    )
     topics_check: Duration = Field(
         default=60.0, ge=1.0, description="how often newswatch.topics is checked against the stored topics"
     )

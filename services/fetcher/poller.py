@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -28,7 +28,8 @@ from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import feed_context, normalize_entry
 from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.schedule import Hints, hints_from, observed_gap
-from newswatch.fetcher.state import FeedState, FetcherStore
+from newswatch.fetcher.state import FeedState, FetcherStore, Success
+from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.contract import FEED_HEALTH, ITEMS, FeedHealth, Item, encode
 from newswatch.shared.db import StoreError
@@ -74,7 +75,7 @@ class FeedPoller:
         settings: FetcherSettings,
         health: Health,
         workers: Executor | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM,
     ) -> None:
         self._client = client
         self._store = store
@@ -83,7 +84,7 @@ class FeedPoller:
         self._settings = settings
         self._health = health
         self._workers = workers
-        self._now = now
+        self._clock = clock
 
     async def poll(self, url: str) -> PollResult:
         """Poll ``url`` once. Never raises: every failure is an outcome, counted and logged."""
@@ -151,7 +152,7 @@ class FeedPoller:
             self._settings.parse_timeout,
             self._settings.isolate_parse_above,
         )
-        fetched_at = self._now()
+        fetched_at = self._clock.now()
         items: dict[str, Item] = {}
         context = feed_context(url, parsed.title, parsed.link, parsed.language, parsed.entries, parsed.base)
         for entry in parsed.entries:
@@ -159,25 +160,28 @@ class FeedPoller:
             items.setdefault(item.item_id, item)
         self._metrics.items_fetched.inc(len(parsed.entries))
         self._metrics.items_duplicate.labels("same_feed").inc(len(parsed.entries) - len(items))
+        seen, owners = self._store.known(url, items, (i.canonical_url for i in items.values()))
         decision = decide(
             list(items.values()),
-            self._store.seen_state(url, items),
-            self._store.url_owners(i.canonical_url for i in items.values()),
+            seen,
+            owners,
             state.first_poll,
             fetched_at,
             timedelta(seconds=self._settings.backfill),
             self._settings.backfill_max_items,
         )
+        success = (fetched.validators, fetched.moved_to, body_hash)
         if decision.publish:
-            self._publish(url, decision)
+            self._publish(url, decision, success)
             self._health.set_ready()
             log.info(
                 "published items",
                 extra={"feed": url, "new": decision.counts["new"], "updated": decision.counts["updated"]},
             )
         elif decision.remember:
-            self._store.remember(url, decision.remember, decision.claims, decision.also_in)
-        self._store.record_success(url, fetched.validators, fetched.moved_to, body_hash)
+            self._store.remember(url, decision.remember, decision.claims, decision.also_in, success=success)
+        else:
+            self._store.record_success(url, *success)
         self._recovered(url, recovered)
         self._metrics.items_published.inc(decision.counts["new"])
         self._metrics.items_updated.inc(decision.counts["updated"])
@@ -189,8 +193,9 @@ class FeedPoller:
         hints = hints_from(feed_meta, fetched.body, fetched.headers.get("cache-control", ""))
         return PollResult("ok", gap=observed_gap(published), hints=hints)
 
-    def _publish(self, url: str, decision: Decision) -> None:
-        """Journal, publish, then remember in the transaction that closes the journal entry.
+    def _publish(self, url: str, decision: Decision, success: Success) -> None:
+        """Journal, publish, then remember in the transaction that closes the journal entry
+        (and saves the feed's validators): one publish and one write after it per poll.
 
         A kill between Kafka's acknowledgement and the seen-set write leaves the journal
         entry, which the next start settles (``recovery``): nothing is published twice. A
@@ -212,7 +217,13 @@ class FeedPoller:
             self._store.settle(batch, settle(batch, found))
             raise
         self._store.remember(
-            url, decision.remember, decision.claims, decision.also_in, pending=batch.batch_id, acked=acked
+            url,
+            decision.remember,
+            decision.claims,
+            decision.also_in,
+            pending=batch.batch_id,
+            acked=acked,
+            success=success,
         )
         for item, trace in zip(decision.publish, traces, strict=True):
             log.debug(
@@ -223,7 +234,7 @@ class FeedPoller:
         gone = isinstance(exc, HttpStatusError) and exc.status == 410
         retry_after = None
         if isinstance(exc, HttpStatusError) and exc.status in (429, 503):
-            retry_after = parse_retry_after(exc.retry_after, self._now())
+            retry_after = parse_retry_after(exc.retry_after, self._clock.now())
         before = self._store.feed_state(url).status
         status = "gone" if gone else None
         state = self._store.record_failure(url, str(exc), status)
@@ -252,7 +263,7 @@ class FeedPoller:
                 "status": status,
                 "failures": failures,
                 "error": error[:2000],
-                "at": self._now(),
+                "at": self._clock.now(),
             }
         )
         try:

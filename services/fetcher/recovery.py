@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.state import FetcherStore
+from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.errors import KafkaUnavailableError
 from newswatch.shared.table import TableReader
 
@@ -64,7 +64,7 @@ def settle_journal(
     mine: Iterable[str],
     metrics: FetcherMetrics,
     stop: threading.Event,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM,
     retry: float = 2.0,
 ) -> int:
     """Settle the pending batches of ``mine`` (and orphans); retried until done or stopped.
@@ -74,7 +74,7 @@ def settle_journal(
     """
     owned = set(mine)
     batches = [
-        b for b in store.pending_batches() if b.feed_url in owned or b.created_at < clock() - ORPHAN_AGE
+        b for b in store.pending_batches() if b.feed_url in owned or b.created_at < clock.time() - ORPHAN_AGE
     ]
     if not batches:
         return 0

@@ -32,12 +32,14 @@ from newswatch.fetcher.poller import FeedPoller, PollResult
 from newswatch.fetcher.recovery import settle_journal
 from newswatch.fetcher.schedule import Policy, next_after_error, next_after_success
 from newswatch.fetcher.state import STATUSES, FetcherStore
+from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import Config, FeedConfig
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
 from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
-from newswatch.shared.kafka_io import Publisher, ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import Publisher
 from newswatch.shared.netguard import NetGuard
 from newswatch.shared.table import TableReader
 
@@ -58,7 +60,7 @@ class FeedScheduler:
         concurrency: int,
         policy: Policy,
         metrics: FetcherMetrics,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._scheduler = scheduler
@@ -67,7 +69,7 @@ class FeedScheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._policy = policy
         self._metrics = metrics
-        self._now = now
+        self._clock = clock
         self._rand = rand
         self._status: dict[str, str] = {}
         self._learned: dict[str, PollResult] = {}  # last full poll per feed: its gap and hints
@@ -86,7 +88,7 @@ class FeedScheduler:
             log.warning("feed answered 410 Gone earlier and is not polled", extra={"feed": feed.url})
             return
         delay = self._rand() * min(spread, feed.interval or self._policy.min_interval)
-        self._schedule(feed, self._now() + timedelta(seconds=delay))
+        self._schedule(feed, self._clock.now() + timedelta(seconds=delay))
 
     def stop(self, url: str) -> None:
         """Stop polling ``url`` (paused or removed); a poll in flight finishes and is not rescheduled."""
@@ -121,7 +123,7 @@ class FeedScheduler:
         if task is not None:
             self._running.add(task)
         try:
-            self._metrics.schedule_lag.observe(max(0.0, (self._now() - planned).total_seconds()))
+            self._metrics.schedule_lag.observe(max(0.0, (self._clock.now() - planned).total_seconds()))
             async with self._slots, self._limiter.slot(feed.url):
                 result = await self._poll(feed.url)
             self._after(feed, result)
@@ -142,7 +144,7 @@ class FeedScheduler:
         self._set_status(feed.url, result.status)
         if result.status == "gone":
             return
-        now = self._now()
+        now = self._clock.now()
         if result.outcome == "ok":
             self._learned[feed.url] = result
         if result.ok:  # a 304 carries no entries: plan from what the last full poll showed

@@ -9,7 +9,6 @@ publish is retried with a full (non-304) fetch.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from sqlalchemy.engine import Engine
 from newswatch.fetcher.dedup import Known, Remember
 from newswatch.fetcher.http_fetch import Validators
 from newswatch.fetcher.pending import PendingBatch, Settled
+from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.db import insert_new, migrate, transaction, upsert
 from newswatch.shared.kafka_io import Ack
 
@@ -70,6 +70,10 @@ MIGRATIONS: list[list[str]] = [
 #: Feed status values: polled normally; failing ``unhealthy_after`` times in a row (still
 #: polled, at the maximum interval); answered 410 Gone (no longer polled).
 STATUSES = ("active", "unhealthy", "gone")
+
+
+#: What a completed poll saves of its feed: validators, the URL it moved to, the body's hash.
+Success = tuple[Validators, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class FetcherStore:
         self,
         engine: Engine,
         keep_per_feed: int,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
         url_window: float = 7 * 86400.0,
     ) -> None:
         self._engine = engine
@@ -193,8 +197,18 @@ class FetcherStore:
         """
         if self.success_is_noop(url, validators, current_url, body_hash):
             return
+        row, written = self._success(url, validators, current_url, body_hash)
+        with transaction(self._engine, "saving feed state") as conn:
+            upsert(conn, FEEDS, [row], ["url"])
+        with self._cache_lock:  # what the row now holds: the next poll needs no read
+            self._states[url] = written
+
+    def _success(
+        self, url: str, validators: Validators, current_url: str | None, body_hash: str | None
+    ) -> tuple[dict[str, object], FeedState]:
+        """The feed row of a completed poll, and the state it stands for."""
         current = self.feed_state(url)
-        now = self._clock()
+        now = self._clock.time()
         row: dict[str, object] = {
             "url": url,
             "etag": validators.etag,
@@ -209,8 +223,6 @@ class FetcherStore:
             row["current_url"] = current_url
         if body_hash is not None:
             row["body_hash"] = body_hash
-        with transaction(self._engine, "saving feed state") as conn:
-            upsert(conn, FEEDS, [row], ["url"])
         written = FeedState(
             url,
             current_url or current.current_url,
@@ -220,8 +232,7 @@ class FetcherStore:
             False,
             current.body_hash if body_hash is None else body_hash,
         )
-        with self._cache_lock:  # what the row now holds: the next poll needs no read
-            self._states[url] = written
+        return row, written
 
     def cached_state(self, url: str) -> FeedState | None:
         """The feed's state if it is in memory (no I/O: safe on the event loop)."""
@@ -249,7 +260,7 @@ class FetcherStore:
             "url": url,
             "etag": current.validators.etag,
             "last_modified": current.validators.last_modified,
-            "updated_at": self._clock(),
+            "updated_at": self._clock.time(),
             "failures": current.failures + 1,
             "status": status or current.status,
             "last_error": error[:2000],
@@ -271,8 +282,21 @@ class FetcherStore:
 
     def seen_state(self, feed_url: str, item_ids: Iterable[str]) -> dict[str, Known]:
         """Content hash and revision of the ids of ``item_ids`` already in the seen-set."""
+        return self.known(feed_url, item_ids, ())[0]
+
+    def url_owners(self, urls: Iterable[str]) -> dict[str, str]:
+        """canonical URL → item id that published it (within the dedup window)."""
+        return self.known("", (), urls)[1]
+
+    def known(
+        self, feed_url: str, item_ids: Iterable[str], urls: Iterable[str]
+    ) -> tuple[dict[str, Known], dict[str, str]]:
+        """What a poll needs to decide, in one read: the seen-set entries of ``item_ids`` of this
+        feed (content hash, revision) and the owners of the canonical ``urls`` (item ids)."""
         ids = list(dict.fromkeys(item_ids))
+        wanted = [u for u in dict.fromkeys(urls) if u]
         known: dict[str, Known] = {}
+        owners: dict[str, str] = {}
         with transaction(self._engine, "reading the seen-set") as conn:
             for start in range(0, len(ids), 500):
                 query = select(SEEN.c.item_id, SEEN.c.content_hash, SEEN.c.revision).where(
@@ -281,19 +305,12 @@ class FetcherStore:
                 known.update(
                     {row.item_id: Known(row.content_hash, row.revision) for row in conn.execute(query)}
                 )
-        return known
-
-    def url_owners(self, urls: Iterable[str]) -> dict[str, str]:
-        """canonical URL → item id that published it (within the dedup window)."""
-        wanted = [u for u in dict.fromkeys(urls) if u]
-        owners: dict[str, str] = {}
-        with transaction(self._engine, "reading published URLs") as conn:
             for start in range(0, len(wanted), 500):
                 query = select(URLS.c.canonical_url, URLS.c.item_id).where(
                     URLS.c.canonical_url.in_(wanted[start : start + 500])
                 )
                 owners.update({row.canonical_url: row.item_id for row in conn.execute(query)})
-        return owners
+        return known, owners
 
     def remember(
         self,
@@ -304,13 +321,19 @@ class FetcherStore:
         *,
         pending: str | None = None,
         acked: Iterable[Ack] = (),
+        success: Success | None = None,
     ) -> None:
         """Record a poll's outcome in one transaction, after Kafka acknowledged its items.
 
         The same transaction deletes the poll's ``pending`` batch and moves the offset
-        floors past the ``acked`` records, so the journal and the seen-set never disagree.
+        floors past the ``acked`` records, so the journal and the seen-set never disagree;
+        with ``success`` it also saves the feed's validators (``record_success``), so a poll
+        that published costs one write after its publish.
         """
-        now = self._clock()
+        feed_row = written = None
+        if success is not None and not self.success_is_noop(feed_url, *success):
+            feed_row, written = self._success(feed_url, *success)
+        now = self._clock.time()
         floors: dict[int, int] = {}
         for ack in acked:
             floors[ack.partition] = max(floors.get(ack.partition, 0), ack.offset + 1)
@@ -371,6 +394,11 @@ class FetcherStore:
                 [{"item_partition": p, "next_offset": o} for p, o in sorted(floors.items())],
                 ["item_partition"],
             )
+            if feed_row is not None:
+                upsert(conn, FEEDS, [feed_row], ["url"])
+        if written is not None:
+            with self._cache_lock:
+                self._states[feed_url] = written
 
     def begin_pending(self, feed_url: str, batch: Callable[[dict[int, int]], PendingBatch]) -> PendingBatch:
         """Journal a batch before publishing it; ``batch`` is built from the current floors."""
@@ -384,7 +412,7 @@ class FetcherStore:
                 PENDING.insert().values(
                     batch_id=pending.batch_id,
                     feed_url=feed_url,
-                    created_at=self._clock(),
+                    created_at=self._clock.time(),
                     floors=pending.floors_json(),
                     body=pending.to_json(),
                 )

@@ -11,6 +11,7 @@ from newswatch.fetcher.dedup import Decision, Known, Remember
 from newswatch.fetcher.http_fetch import Validators
 from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.state import MIGRATIONS, FetcherStore
+from newswatch.shared.clock import ManualClock
 from newswatch.shared.db import StoreError, make_engine, migrate, redact
 from newswatch.shared.kafka_io import Ack
 from tests.support.items import make_item
@@ -43,9 +44,10 @@ def test_seen_items_and_feed_state_survive_reopen(db_url: str) -> None:
 
 
 def test_seen_set_is_bounded_per_feed(db_url: str) -> None:
-    clock = iter(range(10_000))
-    store = FetcherStore(make_engine(db_url), keep_per_feed=100, clock=lambda: float(next(clock)))
+    clock = ManualClock(0.0)
+    store = FetcherStore(make_engine(db_url), keep_per_feed=100, clock=clock)
     for i in range(150):
+        clock.advance(1.0)
         store.remember("f", [Remember(f"id{i}", "", 1)])
     store.remember("g", [Remember("x", "", 1)])
     assert len(seen(store, "f", [f"id{i}" for i in range(150)])) == 100
