@@ -29,7 +29,8 @@ from newswatch.matcher import replay
 from newswatch.matcher.errors import QueryError
 from newswatch.matcher.topics import Compiler
 from newswatch.notifier.intake import Routes
-from newswatch.notifier.store import NotifierStore, Subscription
+from newswatch.notifier.model import Subscription
+from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.stream import AlertHub
 from newswatch.shared.config import ID_PATTERN, Config, SubscriptionConfig, TopicConfig
 from newswatch.shared.contract import TOPICS, Alert, TopicDefinition, encode

@@ -1,21 +1,23 @@
 """Delivery channels, chosen by a subscription's ``to:`` URL.
 
-- ``http(s)://`` — signed JSON webhook (``webhook``);
+- ``http(s)://`` — signed JSON webhook (``webhook``), on an async client that keeps
+  connections alive, so hundreds of sends are in flight on one thread;
 - ``mailto:`` — email over SMTP, text and HTML parts (``email``);
 - anything else — Apprise (Slack, Discord, Telegram, ntfy, Teams, Matrix, Pushover, …),
   Markdown where the service renders it (``apprise``).
 
 Each channel sends one message (an alert or a digest) and maps its library's errors to
-DeliveryError: permanent (the address is wrong; retrying cannot help) or transient.
+DeliveryError: permanent (the address is wrong; retrying cannot help) or transient. The
+email and Apprise libraries block, so their sends run in a bounded pool of threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from concurrent.futures import Executor
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
@@ -24,50 +26,27 @@ import apprise
 import httpx
 
 from newswatch.notifier.errors import DeliveryError
-from newswatch.notifier.render import AlertView, render, subject
+from newswatch.notifier.model import Outgoing
+from newswatch.notifier.render import render, subject
 from newswatch.notifier.webhook import alert_body, digest_body, post_webhook
 from newswatch.shared.config import SmtpSettings
-from newswatch.shared.contract import Match
-
-#: Channel kinds (bounded metric label values).
-CHANNELS = ("webhook", "email", "apprise")
-
-
-def channel_kind(url: str) -> str:
-    scheme = url.split(":", 1)[0].lower()
-    if scheme in ("http", "https"):
-        return "webhook"
-    if scheme == "mailto":
-        return "email"
-    return "apprise"
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to send: an alert (one match) or a digest (several)."""
-
-    message_id: str  # alert or digest id: the same on every attempt
-    subscription_id: str
-    to: str
-    secret: str
-    alert_ids: list[str]  # per match: its alert id (in a digest, each entry keeps its own)
-    matches: list[Match]
-    views: list[AlertView]
-    digest: bool
-    sent_at: datetime
-    traceparent: str | None = None  # sent to webhooks as the W3C header of the same name
 
 
 class Channel(Protocol):
+    async def send(self, out: Outgoing) -> None:
+        """Raises DeliveryError."""
+
+
+class BlockingChannel(Protocol):
     def send(self, out: Outgoing) -> None:
         """Raises DeliveryError."""
 
 
 class WebhookChannel:
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    def send(self, out: Outgoing) -> None:
+    async def send(self, out: Outgoing) -> None:
         bodies = [
             alert_body(alert_id, out.subscription_id, match, view, out.sent_at)
             for alert_id, match, view in zip(out.alert_ids, out.matches, out.views, strict=True)
@@ -75,7 +54,23 @@ class WebhookChannel:
         body = (
             digest_body(out.message_id, out.subscription_id, bodies, out.sent_at) if out.digest else bodies[0]
         )
-        post_webhook(self._client, out.to, out.message_id, body, out.secret, out.sent_at, out.traceparent)
+        await post_webhook(
+            self._client, out.to, out.message_id, body, out.secret, out.sent_at, out.traceparent
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class InThreads:
+    """A blocking channel run in a pool of threads (``Executor``), awaited from the loop."""
+
+    def __init__(self, channel: BlockingChannel, pool: Executor) -> None:
+        self._channel = channel
+        self._pool = pool
+
+    async def send(self, out: Outgoing) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._channel.send, out)
 
 
 class EmailChannel:
@@ -161,5 +156,9 @@ class AppriseChannel:
             )
 
 
-def channels(client: httpx.Client, smtp: SmtpSettings) -> dict[str, Channel]:
-    return {"webhook": WebhookChannel(client), "email": EmailChannel(smtp), "apprise": AppriseChannel()}
+def channels(client: httpx.AsyncClient, smtp: SmtpSettings, pool: Executor) -> dict[str, Channel]:
+    return {
+        "webhook": WebhookChannel(client),
+        "email": InThreads(EmailChannel(smtp), pool),
+        "apprise": InThreads(AppriseChannel(), pool),
+    }

@@ -6,8 +6,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from newswatch import __version__
-from newswatch.notifier.channels import CHANNELS
-from newswatch.notifier.router import OUTCOMES
+from newswatch.notifier.destinations import STATES
+from newswatch.notifier.model import CHANNELS, OUTCOMES
 from newswatch.shared.metrics import PipelineMetrics
 
 #: Bounded failure reasons of a delivery attempt.
@@ -71,6 +71,19 @@ class NotifierMetrics:
             "Deliveries waiting to be sent or retried (the outbox).",
             registry=registry,
         )
+        self.destination_state = Gauge(
+            "newswatch_notifier_destination_state",
+            "Destinations (webhook hosts, the SMTP server, Apprise services) this replica sent to "
+            "lately, by circuit state: closed (sending), open (its deliveries wait for a probe), "
+            "half_open (a probe in flight).",
+            ["state"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "newswatch_notifier_deliveries_in_flight",
+            "Deliveries this replica holds: being sent, or taken and waiting for a free sender.",
+            registry=registry,
+        )
         self.digest_queue = Gauge(
             "newswatch_notifier_digest_queue_size",
             "Matches waiting for a digest (digest mode, overflow, quiet hours, snooze).",
@@ -107,6 +120,8 @@ class NotifierMetrics:
         )
         for outcome in OUTCOMES:
             self.routed.labels(outcome)
+        for state in STATES:
+            self.destination_state.labels(state)
         for channel in CHANNELS:
             self.alerts_sent.labels(channel)
             for kind in KINDS:

@@ -11,31 +11,15 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 
 import jinja2
 from markupsafe import Markup
 
-from newswatch.notifier.store import Report
+from newswatch.notifier.model import AlertView, Report
 from newswatch.shared.contract import Match
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
-
-
-@dataclass(frozen=True)
-class AlertView:
-    topic: str
-    query: str
-    title: str
-    url: str
-    source: str
-    published: str
-    terms: list[tuple[str, list[str]]]
-    snippet_text: str
-    snippet_md: str
-    snippet_html: str
-    also: list[Report]
 
 
 def view(match: Match, also: list[Report]) -> AlertView:

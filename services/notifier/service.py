@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
 from newswatch.notifier.api import ApiServer, make_app
 from newswatch.notifier.channels import channels
 from newswatch.notifier.dispatcher import Dispatcher
-from newswatch.notifier.intake import MatchIntake, Routes
+from newswatch.notifier.intake import MatchProcessor, Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
 from newswatch.notifier.store import NotifierStore
@@ -28,13 +29,8 @@ from newswatch.shared.contract import ALL_TOPICS, MATCHES
 from newswatch.shared.db import database_url, make_engine
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
-from newswatch.shared.kafka_io import (
-    ConsumerLoop,
-    Publisher,
-    ensure_topics,
-    make_consumer,
-    producer_factory,
-)
+from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
+from newswatch.shared.kafka_io import ConsumerLoop, Publisher, loop_policy
 from newswatch.shared.netguard import NetGuard
 
 log = logging.getLogger(__name__)
@@ -53,12 +49,13 @@ def reconcile(store: NotifierStore, config: Config) -> None:
 
 
 class SenderLoop(threading.Thread):
-    """Runs the dispatcher until ``stop``; woken early when the router queued something."""
+    """Claims due deliveries and builds due digests until ``stop``; woken early when the router
+    queued something or sends finished (room for more)."""
 
-    def __init__(self, dispatcher: Dispatcher, stop: threading.Event) -> None:
-        super().__init__(name="notifier-sender", daemon=True)
+    def __init__(self, dispatcher: Dispatcher, stop: threading.Event, wake: threading.Event) -> None:
+        super().__init__(name="notifier-claim", daemon=True)
         self.dispatcher = dispatcher
-        self.wake = threading.Event()
+        self.wake = wake
         self._halt = stop
 
     def run(self) -> None:
@@ -94,11 +91,23 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         metrics.pipeline,
         config.kafka.send_timeout,
     )
-    client = make_client(config.notifier.timeout, NetGuard(config.allow_networks), config.fetcher.user_agent)
-    dispatcher = Dispatcher(
-        store, channels(client, config.notifier.smtp), publisher, metrics, config.notifier
+    settings = config.notifier
+    client = make_client(
+        settings.timeout, NetGuard(config.allow_networks), config.fetcher.user_agent, settings.senders
     )
-    sender = SenderLoop(dispatcher, stop)
+    blocking = ThreadPoolExecutor(min(settings.senders, 32), thread_name_prefix="notifier-blocking-send")
+    routes = Routes(store)
+    wake = threading.Event()
+    dispatcher = Dispatcher(
+        store,
+        channels(client, settings.smtp, blocking),
+        publisher,
+        metrics,
+        settings,
+        subscriptions=routes.subscription,
+        wake=wake.set,
+    )
+    sender = SenderLoop(dispatcher, stop, wake)
     api = None
     consumer = None
     try:
@@ -106,7 +115,6 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
         published = publish_topics(store, publisher)
         log.info("topics re-published from the database", extra={"topics": published})
-        routes = Routes(store)
         hub = AlertHub()
         AlertTail(bootstrap, config.kafka, hub, stop).start()
         TopicCheck(
@@ -119,8 +127,18 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         log.info("notifier API listening", extra={"api_port": api.bound_port})
         consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-notifier")
         consumer.subscribe([MATCHES])
-        intake = MatchIntake(routes, Router(store, config.notifier), publisher, metrics, wake=sender.wake.set)
-        loop = ConsumerLoop(consumer, intake, metrics.pipeline, sleep=stop.wait)
+        intake = MatchProcessor(
+            routes, Router(store, settings, dispatcher.lease), metrics, handoff=dispatcher, wake=wake.set
+        )
+        loop = ConsumerLoop(
+            consumer,
+            intake,
+            publisher,
+            metrics.pipeline,
+            "notifier",
+            loop_policy(config.kafka),
+            sleep=stop.wait,
+        )
         sender.start()
         health.set_not_ready("joining consumer group")
         while not stop.is_set():
@@ -132,14 +150,14 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         health.set_not_ready("stopping")
         if consumer is not None:
             consumer.close()
-        sender.wake.set()
+        wake.set()
         if sender.is_alive():
             sender.join(timeout=5)
-        dispatcher.close(wait=config.notifier.timeout)
+        dispatcher.close(wait=settings.timeout)
+        blocking.shutdown(wait=False, cancel_futures=True)
         if api is not None:
             api.stop()
         publisher.close()
-        client.close()
         store.close()
         server.stop()
         log.info("notifier stopped")

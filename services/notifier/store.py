@@ -24,8 +24,7 @@ import base64
 import hashlib
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     select,
@@ -46,11 +46,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
+from newswatch.notifier.model import Delivery, Report, Story, Subscription
+from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import SubscriptionConfig
-from newswatch.shared.db import bit_distance, insert_new, migrate, transaction, upsert
-from newswatch.shared.tracing import trace_id
+from newswatch.shared.db import bit_distance, insert_new, insert_new_many, migrate, transaction, upsert
 
 COMPONENT = "notifier"
 MIGRATIONS: list[list[str]] = [
@@ -81,6 +82,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX nw_digest_entries_due ON nw_digest_entries (digest_id, due_at)",
     ],
     ["ALTER TABLE nw_deliveries ADD COLUMN traceparent VARCHAR(55)"],
+    [
+        "ALTER TABLE nw_deliveries ADD COLUMN destination VARCHAR(255) NOT NULL DEFAULT ''",
+        "CREATE INDEX nw_deliveries_pending_by_destination ON nw_deliveries (destination, status)",
+    ],
 ]
 
 _meta = MetaData()
@@ -141,6 +146,7 @@ DELIVERIES = Table(
     Column("last_error", Text),
     Column("payload", Text, nullable=False),
     Column("traceparent", String(55)),
+    Column("destination", String(255), nullable=False),
 )
 DIGEST_ENTRIES = Table(
     "nw_digest_entries",
@@ -153,77 +159,6 @@ DIGEST_ENTRIES = Table(
     Column("payload", Text, nullable=False),
     Column("digest_id", String(64)),
 )
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """A stored subscription: its validated spec, owner and webhook signing secret."""
-
-    spec: SubscriptionConfig
-    owner: str
-    secret: str
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-
-@dataclass(frozen=True)
-class Story:
-    item_id: str
-    story_item_id: str
-    revision: int
-    fingerprint: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One row of the outbox / delivery log."""
-
-    alert_id: str
-    subscription_id: str
-    kind: str  # alert (one match) or digest (several)
-    topic_id: str | None
-    item_id: str | None
-    channel: str
-    status: str  # pending (to send or retry), delivered, or dead (given up)
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-    published_at: float | None
-    delivered_at: float | None
-    failure: str | None
-    last_error: str | None
-    payload: str
-    traceparent: str | None = None  # the match's trace (W3C), for logs and the webhook
-
-    def as_dict(self) -> dict[str, Any]:
-        """For the API's delivery log (without the payload)."""
-        return {
-            "alert_id": self.alert_id,
-            "subscription": self.subscription_id,
-            "kind": self.kind,
-            "topic": self.topic_id,
-            "item_id": self.item_id,
-            "channel": self.channel,
-            "status": self.status,
-            "attempts": self.attempts,
-            "created_at": self.created_at,
-            "delivered_at": self.delivered_at,
-            "failure": self.failure,
-            "error": self.last_error,
-            "trace_id": trace_id(self.traceparent),
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    """A near-duplicate of an alerted story, shown as "also reported by"."""
-
-    item_id: str
-    title: str
-    url: str
-    source: str
 
 
 def new_secret() -> str:
@@ -250,72 +185,90 @@ def _stories() -> Select[Any]:
     return select(STORIES.c.item_id, STORIES.c.story_item_id, STORIES.c.revision, STORIES.c.fingerprint)
 
 
+def _story(row: Any) -> Story:
+    return Story(row[0], row[1], row[2], unsigned(row[3]))
+
+
+@dataclass(frozen=True)
+class NewStory:
+    subscription_id: str
+    item_id: str
+    story_item_id: str
+    revision: int
+    fingerprint: int
+    title: str
+    url: str
+    source: str
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    subscription_id: str
+    item_id: str
+    revision: int
+    due_at: float
+    payload: str
+
+
 class Routing:
-    """One match's routing, in one transaction: reads and writes of stories, outbox, digests."""
+    """A batch of matches routed in one transaction: reads and writes of stories, outbox and
+    digests. Reads are per match over all its subscriptions at once, and a match's writes
+    are made (``write``) before the next match is read, so a batch sees its own earlier
+    matches (the story and near-duplicate checks)."""
 
     def __init__(self, conn: Connection, now: float) -> None:
         self._conn = conn
         self.now = now
 
-    def story(self, subscription_id: str, item_id: str) -> Story | None:
-        return self._story(
-            _stories().where(STORIES.c.subscription_id == subscription_id, STORIES.c.item_id == item_id)
-        )
-
-    def _story(self, query: Select[Any]) -> Story | None:
-        row = self._conn.execute(query).first()
-        return None if row is None else Story(row[0], row[1], row[2], unsigned(row[3]))
-
-    def nearest_story(
-        self, subscription_id: str, since: float, fingerprint: int, within: int
-    ) -> Story | None:
-        """The story of its own (not a duplicate) first seen after ``since`` whose fingerprint
-        is nearest ``fingerprint``, if it differs in at most ``within`` bits (the earliest of
-        equals). The database compares and returns that one row: routing a match once read
-        every story of the window, 5.5 µs each, so a subscription with 5,000 stories in it
-        routed at 31 ms a match."""
-        distance = bit_distance(self._conn, STORIES.c.fingerprint, signed(fingerprint))
-        return self._story(
-            _stories()
-            .where(
-                STORIES.c.subscription_id == subscription_id,
-                STORIES.c.seen_at > since,
-                STORIES.c.story_item_id == STORIES.c.item_id,
-                distance <= within,
+    def stories(self, item_id: str, subscription_ids: Sequence[str]) -> dict[str, Story]:
+        """The stories already recorded for ``item_id``, by subscription."""
+        found: dict[str, Story] = {}
+        for chunk in _chunks(subscription_ids):
+            rows = self._conn.execute(
+                select(STORIES.c.subscription_id, *_stories().selected_columns).where(
+                    STORIES.c.item_id == item_id, STORIES.c.subscription_id.in_(chunk)
+                )
             )
-            .order_by(distance, STORIES.c.seen_at)
-            .limit(1)
-        )
+            found.update({row[0]: _story(row[1:]) for row in rows})
+        return found
 
-    def add_story(
-        self,
-        subscription_id: str,
-        item_id: str,
-        story_item_id: str,
-        revision: int,
-        fingerprint: int,
-        title: str,
-        url: str,
-        source: str,
-    ) -> None:
-        upsert(
-            self._conn,
-            STORIES,
-            [
-                {
-                    "subscription_id": subscription_id,
-                    "item_id": item_id,
-                    "story_item_id": story_item_id,
-                    "revision": revision,
-                    "fingerprint": signed(fingerprint),
-                    "title": title,
-                    "url": url,
-                    "source": source,
-                    "seen_at": self.now,
-                }
-            ],
-            ("subscription_id", "item_id"),
-        )
+    def nearest_stories(
+        self, subscription_ids: Sequence[str], since: float, fingerprint: int, within: int
+    ) -> dict[str, Story]:
+        """Per subscription, the story of its own (not a duplicate) first seen after ``since``
+        whose fingerprint is nearest ``fingerprint``, if it differs in at most ``within`` bits
+        (the earliest of equals). The database compares and returns one row per subscription:
+        reading every story of the window into Python cost 31 ms a match at 5,000 stories."""
+        distance = bit_distance(self._conn, STORIES.c.fingerprint, signed(fingerprint)).label("distance")
+        found: dict[str, Story] = {}
+        for chunk in _chunks(subscription_ids):
+            near = (
+                select(
+                    STORIES.c.subscription_id,
+                    *_stories().selected_columns,
+                    func.row_number()
+                    .over(partition_by=STORIES.c.subscription_id, order_by=(distance, STORIES.c.seen_at))
+                    .label("rank"),
+                )
+                .where(
+                    STORIES.c.subscription_id.in_(chunk),
+                    STORIES.c.seen_at > since,
+                    STORIES.c.story_item_id == STORIES.c.item_id,
+                    distance <= within,
+                )
+                .subquery()
+            )
+            rows = self._conn.execute(
+                select(
+                    near.c.subscription_id,
+                    near.c.item_id,
+                    near.c.story_item_id,
+                    near.c.revision,
+                    near.c.fingerprint,
+                ).where(near.c.rank == 1)
+            )
+            found.update({row[0]: _story(row[1:]) for row in rows})
+        return found
 
     def alerts_since(self, subscription_id: str, since: float) -> int:
         """Immediate alerts queued for this subscription after ``since`` (the rate limit)."""
@@ -330,60 +283,92 @@ class Routing:
         ).scalar_one()
         return int(count)
 
-    def enqueue(
-        self,
-        alert_id: str,
-        subscription_id: str,
-        kind: str,
-        channel: str,
-        payload: str,
-        topic_id: str | None = None,
-        item_id: str | None = None,
-        published_at: float | None = None,
-        traceparent: str | None = None,
-    ) -> None:
-        """A delivery to make now; a row that exists already (a redelivered match) is kept."""
-        insert_new(
+    def write(
+        self, stories: Sequence[NewStory], deliveries: Sequence[Delivery], digests: Sequence[DigestEntry]
+    ) -> set[str]:
+        """One match's decisions; returns the alert ids of the deliveries this transaction
+        inserted (a delivery that exists already, a redelivered match's, is kept as it is)."""
+        upsert(
             self._conn,
-            DELIVERIES,
-            {
-                "alert_id": alert_id,
-                "subscription_id": subscription_id,
-                "kind": kind,
-                "topic_id": topic_id,
-                "item_id": item_id,
-                "channel": channel,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": self.now,
-                "created_at": self.now,
-                "published_at": published_at,
-                "payload": payload,
-                "traceparent": traceparent,
-            },
-            ("alert_id",),
+            STORIES,
+            [
+                {
+                    "subscription_id": st.subscription_id,
+                    "item_id": st.item_id,
+                    "story_item_id": st.story_item_id,
+                    "revision": st.revision,
+                    "fingerprint": signed(st.fingerprint),
+                    "title": st.title,
+                    "url": st.url,
+                    "source": st.source,
+                    "seen_at": self.now,
+                }
+                for st in stories
+            ],
+            ("subscription_id", "item_id"),
+        )
+        for entry in digests:
+            self.queue_for_digest(entry)
+        return insert_new_many(
+            self._conn, DELIVERIES, [_delivery_row(d) for d in deliveries], ("alert_id",), "alert_id"
         )
 
-    def queue_for_digest(
-        self, subscription_id: str, item_id: str, revision: int, due_at: float, payload: str
-    ) -> None:
+    def enqueue(self, delivery: Delivery) -> None:
+        insert_new(self._conn, DELIVERIES, _delivery_row(delivery), ("alert_id",))
+
+    def queue_for_digest(self, entry: DigestEntry) -> None:
         insert_new(
             self._conn,
             DIGEST_ENTRIES,
             {
-                "subscription_id": subscription_id,
-                "item_id": item_id,
-                "revision": revision,
+                "subscription_id": entry.subscription_id,
+                "item_id": entry.item_id,
+                "revision": entry.revision,
                 "queued_at": self.now,
-                "due_at": due_at,
-                "payload": payload,
+                "due_at": entry.due_at,
+                "payload": entry.payload,
             },
             ("subscription_id", "item_id", "revision"),
         )
 
 
+def _delivery_row(d: Delivery) -> dict[str, Any]:
+    return {
+        "alert_id": d.alert_id,
+        "subscription_id": d.subscription_id,
+        "kind": d.kind,
+        "topic_id": d.topic_id,
+        "item_id": d.item_id,
+        "channel": d.channel,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at,
+        "created_at": d.created_at,
+        "published_at": d.published_at,
+        "payload": d.payload,
+        "traceparent": d.traceparent,
+        "destination": d.destination or "",
+    }
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> list[list[str]]:
+    return [list(values[i : i + size]) for i in range(0, len(values), size)]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one send, recorded with the others of its moment in one transaction."""
+
+    alert_id: str
+    status: str  # delivered, retry (pending again at ``next_attempt_at``), wait (no attempt), dead
+    attempts: int
+    next_attempt_at: float = 0.0
+    failure: str | None = None
+    error: str | None = None
+
+
 class NotifierStore:
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM) -> None:
         self._engine = engine
         self._clock = clock
         migrate(engine, COMPONENT, MIGRATIONS)
@@ -401,7 +386,7 @@ class NotifierStore:
     def routing(self) -> Iterator[Routing]:
         """One transaction for one match: all of its subscriptions are routed, or none."""
         with transaction(self._engine, "routing a match") as conn:
-            yield Routing(conn, self._clock())
+            yield Routing(conn, self._clock.time())
 
     # --- topics --------------------------------------------------------------------------
 
@@ -410,7 +395,7 @@ class NotifierStore:
             upsert(
                 conn,
                 TOPICS,
-                [{"id": topic_id, "owner": owner, "query": query, "updated_at": self._clock()}],
+                [{"id": topic_id, "owner": owner, "query": query, "updated_at": self._clock.time()}],
                 ("id",),
             )
 
@@ -448,7 +433,7 @@ class NotifierStore:
                         "owner": owner,
                         "spec": spec.model_dump_json(exclude={"secret"}),
                         "secret": secret,
-                        "updated_at": self._clock(),
+                        "updated_at": self._clock.time(),
                     }
                 ],
                 ("id",),
@@ -493,7 +478,7 @@ class NotifierStore:
         with transaction(self._engine, "creating a token") as conn:
             conn.execute(
                 TOKENS.insert().values(
-                    token_hash=token_hash(token), owner=owner, name=name, created_at=self._clock()
+                    token_hash=token_hash(token), owner=owner, name=name, created_at=self._clock.time()
                 )
             )
         return token
@@ -507,20 +492,63 @@ class NotifierStore:
 
     # --- outbox and delivery log --------------------------------------------------------
 
-    def claim_due(self, limit: int, lease: float) -> list[Delivery]:
+    def claim_due(
+        self,
+        limit: int,
+        lease: float,
+        blocked: Sequence[str] = (),
+        per_destination: int | None = None,
+        final_before: float | None = None,
+        only: str | None = None,
+    ) -> list[Delivery]:
         """Pending deliveries that are due, leased for ``lease`` seconds to this sender.
 
-        The lease moves ``next_attempt_at`` forward, so another replica (or this one after
-        a crash) takes the row again only once the lease has run out.
+        The lease moves ``next_attempt_at`` forward, so another replica (or this one after a
+        crash) takes the row again only once the lease has run out. Rows of the ``blocked``
+        destinations (circuit open) are left where they are, except those created before
+        ``final_before``, which get their last attempt; at most ``per_destination`` rows of
+        one destination are taken, so one destination's backlog cannot fill the senders;
+        ``only`` takes rows of that one destination (a probe). The returned rows carry the
+        ``next_attempt_at`` they had before the lease.
         """
-        now = self._clock()
+        now = self._clock.time()
+        due: ColumnElement[bool] = (DELIVERIES.c.status == "pending") & (DELIVERIES.c.next_attempt_at <= now)
+        if only is not None:
+            due = due & (DELIVERIES.c.destination == only)
+        elif blocked:
+            open_ok: ColumnElement[bool] = DELIVERIES.c.destination.not_in(list(blocked))
+            if final_before is not None:
+                open_ok = open_ok | (DELIVERIES.c.created_at <= final_before)
+            due = due & open_ok
         with transaction(self._engine, "claiming due deliveries") as conn:
-            query = (
-                select(*DELIVERIES.c)
-                .where(DELIVERIES.c.status == "pending", DELIVERIES.c.next_attempt_at <= now)
-                .order_by(DELIVERIES.c.next_attempt_at)
-                .limit(limit)
-            )
+            if per_destination is None:
+                ids = (
+                    select(DELIVERIES.c.alert_id)
+                    .where(due)
+                    .order_by(DELIVERIES.c.next_attempt_at)
+                    .limit(limit)
+                )
+            else:
+                oldest = (
+                    select(
+                        DELIVERIES.c.alert_id,
+                        DELIVERIES.c.next_attempt_at,
+                        func.row_number()
+                        .over(partition_by=DELIVERIES.c.destination, order_by=DELIVERIES.c.next_attempt_at)
+                        .label("n"),
+                    )
+                    .where(due)
+                    .order_by(DELIVERIES.c.next_attempt_at)
+                    .limit(max(limit * 20, 1000))  # bounds the window's work on a big backlog
+                    .subquery()
+                )
+                ids = (
+                    select(oldest.c.alert_id)
+                    .where(oldest.c.n <= per_destination)
+                    .order_by(oldest.c.next_attempt_at)
+                    .limit(limit)
+                )
+            query = select(*DELIVERIES.c).where(DELIVERIES.c.alert_id.in_(ids))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = [Delivery(**row._mapping) for row in conn.execute(query)]
@@ -530,6 +558,7 @@ class NotifierStore:
                     .where(DELIVERIES.c.alert_id.in_([r.alert_id for r in rows]))
                     .values(next_attempt_at=now + lease)
                 )
+        rows.sort(key=lambda r: r.next_attempt_at)
         return rows
 
     def release(self, alert_ids: Sequence[str]) -> None:
@@ -540,32 +569,57 @@ class NotifierStore:
             conn.execute(
                 update(DELIVERIES)
                 .where(DELIVERIES.c.alert_id.in_(list(alert_ids)), DELIVERIES.c.status == "pending")
-                .values(next_attempt_at=self._clock())
+                .values(next_attempt_at=self._clock.time())
             )
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """The outcomes of many sends in one transaction (one statement per kind of outcome)."""
+        if not outcomes:
+            return
+        now = self._clock.time()
+        by_status: dict[str, list[dict[str, Any]]] = {}
+        for o in outcomes:
+            by_status.setdefault(o.status, []).append(
+                {
+                    "b_id": o.alert_id,
+                    "b_attempts": o.attempts,
+                    "b_next": o.next_attempt_at,
+                    "b_failure": o.failure,
+                    "b_error": o.error,
+                }
+            )
+        key = DELIVERIES.c.alert_id == bindparam("b_id")
+        statements = {
+            "delivered": update(DELIVERIES)
+            .where(key)
+            .values(status="delivered", attempts=bindparam("b_attempts"), delivered_at=now, last_error=None),
+            "retry": update(DELIVERIES)
+            .where(key)
+            .values(
+                attempts=bindparam("b_attempts"),
+                next_attempt_at=bindparam("b_next"),
+                failure=bindparam("b_failure"),
+                last_error=bindparam("b_error"),
+            ),
+            "wait": update(DELIVERIES).where(key).values(next_attempt_at=bindparam("b_next")),
+            "dead": update(DELIVERIES)
+            .where(key)
+            .values(
+                status="dead",
+                attempts=bindparam("b_attempts"),
+                failure=bindparam("b_failure"),
+                last_error=bindparam("b_error"),
+            ),
+        }
+        with transaction(self._engine, f"recording {len(outcomes)} delivery outcome(s)") as conn:
+            for status, params in by_status.items():
+                conn.execute(statements[status], params)
 
     def delivered(self, alert_id: str, attempts: int) -> None:
-        with transaction(self._engine, f"recording delivery {alert_id}") as conn:
-            conn.execute(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.alert_id == alert_id)
-                .values(status="delivered", attempts=attempts, delivered_at=self._clock(), last_error=None)
-            )
-
-    def retry_at(self, alert_id: str, attempts: int, when: float, failure: str, error: str) -> None:
-        with transaction(self._engine, f"scheduling a retry of {alert_id}") as conn:
-            conn.execute(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.alert_id == alert_id)
-                .values(attempts=attempts, next_attempt_at=when, failure=failure, last_error=error)
-            )
+        self.record([Outcome(alert_id, "delivered", attempts)])
 
     def dead(self, alert_id: str, attempts: int, failure: str, error: str) -> None:
-        with transaction(self._engine, f"dead-lettering {alert_id}") as conn:
-            conn.execute(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.alert_id == alert_id)
-                .values(status="dead", attempts=attempts, failure=failure, last_error=error)
-            )
+        self.record([Outcome(alert_id, "dead", attempts, failure=failure, error=error)])
 
     def deliveries(
         self,
@@ -602,27 +656,34 @@ class NotifierStore:
 
     def also_reported(self, subscription_id: str, item_ids: Sequence[str]) -> dict[str, list[Report]]:
         """Near-duplicates recorded for each of ``item_ids`` (stories of this subscription)."""
-        if not item_ids:
+        found = self.also_reported_many([(subscription_id, i) for i in item_ids])
+        return {item_id: reports for (_sub, item_id), reports in found.items()}
+
+    def also_reported_many(self, stories: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Report]]:
+        """Near-duplicates recorded for each (subscription, story item) pair, in one read."""
+        if not stories:
             return {}
+        found: dict[tuple[str, str], list[Report]] = {}
         with transaction(self._engine, "reading duplicates") as conn:
-            rows = conn.execute(
-                select(
-                    STORIES.c.story_item_id,
-                    STORIES.c.item_id,
-                    STORIES.c.title,
-                    STORIES.c.url,
-                    STORIES.c.source,
+            for start in range(0, len(stories), 250):
+                chunk = list(dict.fromkeys(stories[start : start + 250]))
+                rows = conn.execute(
+                    select(
+                        STORIES.c.subscription_id,
+                        STORIES.c.story_item_id,
+                        STORIES.c.item_id,
+                        STORIES.c.title,
+                        STORIES.c.url,
+                        STORIES.c.source,
+                    )
+                    .where(
+                        tuple_(STORIES.c.subscription_id, STORIES.c.story_item_id).in_(chunk),
+                        STORIES.c.item_id != STORIES.c.story_item_id,
+                    )
+                    .order_by(STORIES.c.seen_at)
                 )
-                .where(
-                    STORIES.c.subscription_id == subscription_id,
-                    STORIES.c.story_item_id.in_(list(item_ids)),
-                    STORIES.c.item_id != STORIES.c.story_item_id,
-                )
-                .order_by(STORIES.c.seen_at)
-            )
-            found: dict[str, list[Report]] = {}
-            for story, item_id, title, url, source in rows:
-                found.setdefault(story, []).append(Report(item_id, title, url, source))
+                for sub_id, story, item_id, title, url, source in rows:
+                    found.setdefault((sub_id, story), []).append(Report(item_id, title, url, source))
         return found
 
     # --- digests -------------------------------------------------------------------------
@@ -632,18 +693,18 @@ class NotifierStore:
         with transaction(self._engine, "finding due digests") as conn:
             rows = conn.execute(
                 select(DIGEST_ENTRIES.c.subscription_id)
-                .where(DIGEST_ENTRIES.c.digest_id.is_(None), DIGEST_ENTRIES.c.due_at <= self._clock())
+                .where(DIGEST_ENTRIES.c.digest_id.is_(None), DIGEST_ENTRIES.c.due_at <= self._clock.time())
                 .distinct()
             )
             return [r[0] for r in rows]
 
-    def take_digest(self, subscription_id: str, digest_id: str, channel: str) -> int:
+    def take_digest(self, subscription_id: str, digest_id: str, channel: str, destination: str = "") -> int:
         """Moves every waiting entry of the subscription into one digest delivery.
 
         One transaction: the entries are marked with the digest's id and the delivery is
         queued together, so a crash leaves either both or neither.
         """
-        now = self._clock()
+        now = self._clock.time()
         with transaction(self._engine, f"building digest {digest_id}") as conn:
             query = (
                 select(DIGEST_ENTRIES.c.item_id, DIGEST_ENTRIES.c.revision, DIGEST_ENTRIES.c.payload)
@@ -671,11 +732,24 @@ class NotifierStore:
                 .values(digest_id=digest_id)
             )
             Routing(conn, now).enqueue(
-                digest_id,
-                subscription_id,
-                "digest",
-                channel,
-                json.dumps([json.loads(r[2]) for r in rows], ensure_ascii=False),
+                Delivery(
+                    alert_id=digest_id,
+                    subscription_id=subscription_id,
+                    kind="digest",
+                    topic_id=None,
+                    item_id=None,
+                    channel=channel,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    published_at=None,
+                    delivered_at=None,
+                    failure=None,
+                    last_error=None,
+                    payload=json.dumps([json.loads(r[2]) for r in rows], ensure_ascii=False),
+                    destination=destination,
+                )
             )
         return len(rows)
 

@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 
 from newswatch.notifier.errors import DeliveryError
-from newswatch.notifier.render import AlertView
+from newswatch.notifier.model import AlertView
 from newswatch.shared.contract import Match
 from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.errors import BlockedAddressError
-from newswatch.shared.netguard import NetGuard, guarded_transport
+from newswatch.shared.netguard import NetGuard, guarded_async_transport
 
 
 def alert_body(
@@ -83,26 +83,25 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def make_client(timeout: float, guard: NetGuard, user_agent: str) -> httpx.Client:
-    """Webhook client: every connection goes to an address the SSRF guard vetted."""
-    return httpx.Client(
+def make_client(
+    timeout: float, guard: NetGuard, user_agent: str, connections: int = 64, per_host: int | None = None
+) -> httpx.AsyncClient:
+    """Webhook client: every connection goes to an address the SSRF guard vetted, and
+    connections are kept alive and reused (``connections`` at most, in all)."""
+    return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,  # a webhook that redirects is misconfigured; never re-POST elsewhere
         headers={"User-Agent": user_agent},
-        transport=guarded_transport(guard, httpx.Limits()),
+        transport=guarded_async_transport(
+            guard, httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        ),
     )
 
 
-def post_webhook(
-    client: httpx.Client,
-    url: str,
-    message_id: str,
-    body: dict[str, Any],
-    secret: str,
-    now: datetime,
-    traceparent: str | None = None,
-) -> None:
-    """POST once; 2xx is success, 408/429/5xx/network are transient, other 4xx permanent."""
+def webhook_request(
+    message_id: str, body: dict[str, Any], secret: str, now: datetime, traceparent: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The signed request: its body bytes and headers."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     timestamp = int(now.timestamp())
     headers = {
@@ -113,8 +112,22 @@ def post_webhook(
     }
     if traceparent:
         headers["traceparent"] = traceparent
+    return data, headers
+
+
+async def post_webhook(
+    client: httpx.AsyncClient,
+    url: str,
+    message_id: str,
+    body: dict[str, Any],
+    secret: str,
+    now: datetime,
+    traceparent: str | None = None,
+) -> None:
+    """POST once; 2xx is success, 408/429/5xx/network are transient, other 4xx permanent."""
+    data, headers = webhook_request(message_id, body, secret, now, traceparent)
     try:
-        response = client.post(url, content=data, headers=headers)
+        response = await client.post(url, content=data, headers=headers)
     except BlockedAddressError as exc:
         raise DeliveryError(f"{url}: {exc}", permanent=True, reason="blocked") from exc
     except httpx.HTTPError as exc:

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from newswatch.notifier.router import alert_id_for
+from newswatch.notifier.model import alert_id_for
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALL_TOPICS, MATCHES, encode
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, producer_factory
+from newswatch.shared.kafka_io import Publisher, Record
 from newswatch.shared.metrics import PipelineMetrics
 from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer

@@ -9,13 +9,15 @@ from prometheus_client import CollectorRegistry
 
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
-from newswatch.notifier.store import NotifierStore
+from newswatch.notifier.store import NewStory, NotifierStore
 from newswatch.notifier.topic_repair import publish_topics, repair, topics_on_broker
 from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.clock import ManualClock
 from newswatch.shared.config import KafkaSettings, NotifierSettings, SubscriptionConfig
 from newswatch.shared.contract import ALL_TOPICS, TOPICS
 from newswatch.shared.db import make_engine
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, producer_factory
+from newswatch.shared.kafka_io import Publisher, Record
 from tests.support.notifier import make_match
 
 
@@ -135,20 +137,30 @@ def test_the_database_counts_differing_bits_as_python_does(db_url: str) -> None:
 
 
 def test_routing_finds_the_nearest_story_within_the_distance_only(db_url: str) -> None:
-    store = NotifierStore(make_engine(db_url), clock=lambda: 1000.0)
+    store = NotifierStore(make_engine(db_url), clock=ManualClock(1000.0))
     try:
         base = 0xF0F0_F0F0_F0F0_F0F0
         with store.routing() as tx:
-            tx.add_story("s", "far", "far", 1, base ^ 0b1111111, "t", "u", "x")  # 7 bits away
-            tx.add_story("s", "near", "near", 1, base ^ 0b11, "t", "u", "x")  # 2 bits
-            tx.add_story("s", "dup", "near", 1, base, "t", "u", "x")  # a duplicate: never a story
-            tx.add_story("s", "mid", "mid", 1, base ^ 0b111 << 60, "t", "u", "x")  # 3 bits, top ones
-            tx.add_story("other", "o", "o", 1, base, "t", "u", "x")  # another subscription
+            tx.write(
+                [
+                    NewStory("s", "far", "far", 1, base ^ 0b1111111, "t", "u", "x"),  # 7 bits away
+                    NewStory("s", "near", "near", 1, base ^ 0b11, "t", "u", "x"),  # 2 bits
+                    NewStory("s", "dup", "near", 1, base, "t", "u", "x"),  # a duplicate: never a story
+                    NewStory("s", "mid", "mid", 1, base ^ 0b111 << 60, "t", "u", "x"),  # 3 bits, top ones
+                    NewStory("other", "o", "o", 1, base, "t", "u", "x"),  # another subscription
+                    NewStory("third", "t3", "t3", 1, base ^ 0b1, "t", "u", "x"),
+                ],
+                [],
+                [],
+            )
         with store.routing() as tx:
-            found = tx.nearest_story("s", 0.0, base, 6)
-            assert found is not None and found.item_id == "near" and found.fingerprint == base ^ 0b11
-            assert tx.nearest_story("s", 0.0, base, 1) is None
-            assert tx.nearest_story("s", 1000.0, base, 6) is None  # seen before the window opened
-            assert tx.nearest_story("s", 0.0, base ^ 0b1111111, 0).item_id == "far"  # type: ignore[union-attr]
+            found = tx.nearest_stories(["s", "other", "third", "none"], 0.0, base, 6)
+            assert found["s"].item_id == "near" and found["s"].fingerprint == base ^ 0b11
+            assert found["other"].item_id == "o" and found["third"].item_id == "t3"
+            assert "none" not in found
+            assert tx.nearest_stories(["s"], 0.0, base, 1) == {}
+            assert tx.nearest_stories(["s"], 1000.0, base, 6) == {}  # seen before the window opened
+            assert tx.nearest_stories(["s"], 0.0, base ^ 0b1111111, 0)["s"].item_id == "far"
+            assert set(tx.stories("near", ["s", "other"])) == {"s"}
     finally:
         store.close()

@@ -26,6 +26,7 @@ class HookServer:
     def __init__(self, hold: threading.Event | None = None) -> None:
         """``hold``: when given, every request waits until it is set (a hanging receiver)."""
         self.hits: list[Hit] = []
+        self.arrived = 0  # requests received, answered or still held
         self.script: list[tuple[int, dict[str, str]]] = []
         self._lock = threading.Lock()
         server = self
@@ -33,6 +34,8 @@ class HookServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server._lock:
+                    server.arrived += 1
                 if hold is not None:
                     hold.wait(30)
                 with server._lock:

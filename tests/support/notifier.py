@@ -16,32 +16,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from newswatch.notifier.dispatcher import Dispatcher
+from newswatch.shared.clock import ManualClock
 from newswatch.shared.contract import Item, Match, MatchReason, Source
 from newswatch.shared.processes import free_port
 
-
-class Clock:
-    """Epoch seconds that only move when the test says so."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start.timestamp()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def set(self, moment: datetime) -> None:
-        with self._lock:
-            self._now = moment.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    @property
-    def datetime(self) -> datetime:
-        return datetime.fromtimestamp(self(), UTC)
+#: Epoch seconds that only move when the test says so.
+Clock = ManualClock
 
 
 class SmtpSink:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
 import json
@@ -19,9 +20,9 @@ from newswatch.demo.receiver import format_alert
 from newswatch.notifier.dispatcher import backoff
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.fingerprint import fingerprint
+from newswatch.notifier.model import Report, alert_id_for
 from newswatch.notifier.render import render, subject, view
-from newswatch.notifier.router import alert_id_for
-from newswatch.notifier.store import Report, new_secret, signed, unsigned
+from newswatch.notifier.store import new_secret, signed, unsigned
 from newswatch.notifier.webhook import alert_body, digest_body, make_client, post_webhook, sign
 from newswatch.shared.cadence import parse_cadence, parse_quiet_hours
 from newswatch.shared.config import NotifierSettings
@@ -108,11 +109,15 @@ def test_signatures_verify_with_the_standard_webhooks_reference_library() -> Non
     """An independent implementation (the `standardwebhooks` package) accepts what we send."""
     secret = new_secret()
     hook = HookServer().start()
-    client = make_client(5.0, LOOPBACK, "newswatch-test")
     body = alert_body("a1", "ops", MATCH, view(MATCH, []), NOW)
     now = datetime.now(UTC)
+
+    async def send() -> None:
+        async with make_client(5.0, LOOPBACK, "newswatch-test") as client:
+            await post_webhook(client, hook.url, "a1", body, secret, now)
+
     try:
-        post_webhook(client, hook.url, "a1", body, secret, now)
+        asyncio.run(send())
     finally:
         hook.stop()
     (hit,) = hook.all()
@@ -138,26 +143,28 @@ def test_signature_matches_the_spec_example() -> None:
 def test_webhook_success_transient_and_permanent_failures() -> None:
     hook = HookServer().start()
     hook.reply(204, 500, 429, 410, 302)
-    client = make_client(5.0, LOOPBACK, "newswatch-test")
     body = alert_body("a1", "ops", MATCH, view(MATCH, []), NOW)
     secret = new_secret()
+
+    async def outcome(url: str, guard: NetGuard = LOOPBACK) -> tuple[bool, str] | None:
+        async with make_client(5.0, guard, "newswatch-test") as client:
+            try:
+                await post_webhook(client, url, "a1", body, secret, NOW)
+            except DeliveryError as exc:
+                return exc.permanent, exc.reason
+        return None
+
     try:
-        post_webhook(client, hook.url, "a1", body, secret, NOW)
+        assert asyncio.run(outcome(hook.url)) is None
         assert hook.all()[0].headers["content-type"] == "application/json"
         expectations = [(False, "http_5xx"), (False, "http_4xx"), (True, "http_4xx"), (True, "http_other")]
-        for permanent, reason in expectations:
-            with pytest.raises(DeliveryError) as info:
-                post_webhook(client, hook.url, "a1", body, secret, NOW)
-            assert (info.value.permanent, info.value.reason) == (permanent, reason)
-        with pytest.raises(DeliveryError) as info:
-            post_webhook(make_client(5.0, NetGuard([]), "t"), hook.url, "a1", body, secret, NOW)
-        assert (info.value.permanent, info.value.reason) == (True, "blocked")
+        for expected in expectations:
+            assert asyncio.run(outcome(hook.url)) == expected
+        assert asyncio.run(outcome(hook.url, NetGuard([]))) == (True, "blocked")
         url = hook.url
     finally:
         hook.stop()
-    with pytest.raises(DeliveryError) as info:
-        post_webhook(client, url, "a1", body, secret, NOW)
-    assert (info.value.permanent, info.value.reason) == (False, "network")
+    assert asyncio.run(outcome(url)) == (False, "network")
 
 
 def test_retry_after_seconds_and_dates() -> None:
