@@ -9,12 +9,19 @@ webhook receiver recording when each alert arrives. Measured in one run:
   steady rate (end-to-end latency: the first time a feed body held the item to the webhook
   receiving its alert, so the fetcher's poll wait is left out), CPU and RSS per service;
 - baselines: bare feedparser on the farm's feed bodies, raw kafka-python produce→consume of
-  item-sized records on the same broker, tokenize + stem of the items.
+  item-sized records on the same broker, tokenize + stem of the items, the matcher engine
+  alone (in this process) on the same items and topics, and the webhook receiver's own
+  capacity, measured by a plain client (8 threads, kept-alive connections);
+- ``burst20``: a burst of ``--burst`` distinct items over 20 feeds (first fetch → last alert),
+  as items/s and as a share of the receiver's capacity;
+- ``fanout``: one item matching a topic with ``--fanout`` webhook subscriptions (the match on
+  ``newswatch.matches`` → the last alert), as alerts/s and as a share of the receiver's capacity.
 
 ``--soak SECONDS`` keeps the steady rate that long and reports each service's RSS every
 minute and its growth after the first five minutes.
 
-Run: ``.venv/bin/python bench/pipeline.py [--feeds 1000] [--topics 1000] [--burst 2000]``
+Run: ``.venv/bin/python bench/pipeline.py [--feeds 1000] [--topics 1000] [--burst 2000]
+[--only capacity,alone,burst20,fanout,pipeline]``
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import httpx
 import Stemmer
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -53,7 +61,8 @@ from newswatch.shared.contract import (
     TopicDefinition,
     encode,
 )
-from newswatch.shared.kafka_io import Record, ensure_topics, publish_once
+from newswatch.shared.kafka_client import ensure_topics, publish_once
+from newswatch.shared.kafka_io import Record
 from newswatch.shared.processes import free_port
 from tests.conftest import TEST_KAFKA
 from tests.support.chaos import Farm, Receiver
@@ -170,14 +179,14 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.stamps: Stamps | None = None
 
-    def config(self, tmp: Path, backfill: int = 100) -> Path:
+    def config(self, tmp: Path, backfill: int = 100, **extra: Any) -> Path:
         """``backfill``: items a feed's first poll publishes (0 in the pipeline run: the items
         of the earlier runs are old news there)."""
         tmp.mkdir(parents=True, exist_ok=True)
         return write_config(
             tmp,
+            **extra,
             fetcher={"start_spread": "0s", "concurrency": 64, "per_host": 64, "backfill_max_items": backfill},
-            notifier={"senders": 8},
             feeds=[{"url": url, "interval": f"{self.args.interval}s"} for url in self.farm.urls],
             topics=[{"id": tid, "query": word} for tid, word in sorted(self.farm.topics.items())],
             subscriptions=[
@@ -239,17 +248,19 @@ class Bench:
                 proc.stop()
                 counted.close()
 
-    def notifier_alone(self) -> None:
+    def notifier_alone(self, database: str = "sqlite") -> None:
+        """The notifier on a backlog of matches, on SQLite or PostgreSQL (a fresh schema)."""
         n = self.args.burst
         entries = [e for e in self.farm.entries[-n:] if e.topic is not None]
         sub_of = {t: s for s, topics in self.subscriptions.items() for t in topics}
         entries = [e for e in entries if e.topic in sub_of]
         records = [Record(MATCHES, None, encode(self.match(e))) for e in entries]
         before = len(self.receiver.received())
-        with running_broker() as broker:
-            tmp = self.workdir / "notifier-alone"
+        with running_broker() as broker, database_url(database) as url:
+            tmp = self.workdir / f"notifier-alone-{database}"
             ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
-            proc, _ = self.start("notifier", self.config(tmp), broker, tmp)
+            config = self.config(tmp, database_url=url) if url else self.config(tmp)
+            proc, _ = self.start("notifier", config, broker, tmp)
             try:
                 time.sleep(1.0)
                 cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -260,7 +271,8 @@ class Bench:
                     "the notifier to deliver the backlog",
                     0.05,
                 )
-                self.stage("notifier", len(records), time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0)
+                name = "notifier" if database == "sqlite" else f"notifier ({database})"
+                self.stage(name, len(records), time.monotonic() - t0, cpu_seconds(proc.pid) - cpu0)
             finally:
                 proc.stop()
 
@@ -295,6 +307,164 @@ class Bench:
         reason = MatchReason(terms={word: [word]}, snippet=entry.title, highlights=[], score=0.5)
         item = self.item(entry).model_copy(update={"item_id": ("n" + entry.guid).ljust(8, "_")})
         return Match(topic_id=entry.topic, query=word, item=item, reason=reason, matched_at=entry.published)
+
+    # -- the receiver's capacity, the engine alone -------------------------------------------
+
+    def capacity(self, requests: int = 4000, threads: int = 8) -> None:
+        """What the webhook receiver answers per second to a plain client: ``threads`` threads,
+        each with one kept-alive connection, posting alert-sized bodies."""
+        entry = self.farm.entries[-1] if self.farm.entries else self.farm.publish()
+        body = json.dumps(
+            {
+                "subscription": "capacity",
+                "item": {"url": "capacity", "title": entry.title},
+                "why": entry.summary,
+            }
+        ).encode()
+        done = 0
+        lock = threading.Lock()
+
+        def post(count: int) -> None:
+            nonlocal done
+            with httpx.Client() as client:
+                for _ in range(count):
+                    client.post(self.receiver.url, content=body, headers={"Content-Type": "application/json"})
+                    with lock:
+                        done += 1
+
+        workers = [threading.Thread(target=post, args=(requests // threads,)) for _ in range(threads)]
+        t0 = time.monotonic()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        rate = done / (time.monotonic() - t0)
+        self.results["receiver_capacity_rps"] = round(rate)
+        print(f"  receiver capacity (plain client, {threads} threads): {rate:,.0f} requests/s")
+
+    def engine(self) -> None:
+        """The matcher engine in this process on the stage's items: Document + TopicSet.matches."""
+        from newswatch.matcher.document import Document  # noqa: PLC0415 - the bench's only matcher use
+        from newswatch.matcher.topics import Compiler, TopicSet  # noqa: PLC0415
+
+        compiler = Compiler()
+        topics = TopicSet(
+            compiler, {tid: compiler.compile(tid, word) for tid, word in sorted(self.farm.topics.items())}
+        )
+        items = [self.item(e) for e in self.farm.entries[-self.args.burst :]]
+        topics.matches(Document.from_item(items[0]))  # builds the index
+        t0 = time.process_time()
+        found = sum(len(topics.matches(Document.from_item(item))[0]) for item in items)
+        rate = len(items) / (time.process_time() - t0)
+        self.results["matcher_engine_items_per_cpu_s"] = round(rate)
+        print(f"  matcher engine alone: {rate:,.0f} items per CPU-second ({found} matches)")
+
+    # -- burst over 20 feeds, fan-out to many subscriptions -----------------------------------
+
+    def burst20(self) -> None:
+        """``--burst`` distinct items over 20 feeds, all matching, one subscription each topic."""
+        n, feeds = self.args.burst, 20
+        topic_words = {f"b{n:02d}": f"zq{n:02d}" for n in range(10)}
+        farm = Farm(feeds, topic_words, seed=2, match_share=1.0, window=n // feeds + 20).start()
+        subscriptions: dict[str, tuple[str, ...]] = {f"s{t}": (t,) for t in topic_words}
+        tmp = self.workdir / "burst20"
+        tmp.mkdir(parents=True, exist_ok=True)
+        config = write_config(
+            tmp,
+            fetcher={"start_spread": "0s", "per_host": feeds, "backfill_max_items": 0},
+            feeds=[{"url": url, "interval": "1s"} for url in farm.urls],
+            topics=[{"id": t, "query": w} for t, w in sorted(topic_words.items())],
+            subscriptions=[
+                {"id": sub, "topics": list(topics), "to": self.receiver.url}
+                for sub, topics in sorted(subscriptions.items())
+            ],
+        )
+        procs: dict[str, ServiceProcess] = {}
+        try:
+            with running_broker() as broker:
+                ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+                for name in ("notifier", "matcher", "fetcher"):
+                    procs[name], _ = self.start(name, config, broker, tmp)
+                time.sleep(4.0)  # first polls done (nothing to publish)
+                cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+                for index in range(n):
+                    farm.publish(feed=index % feeds)
+                want = farm.expected(subscriptions)
+                wait(lambda: want <= set(self.receiver.received()), 600, "every alert of the burst", 0.05)
+                first = min(farm.first_served[e.url] for e in farm.entries)
+                last = max(self.receiver.arrivals[a] for a in want)
+                cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
+        finally:
+            for proc in procs.values():
+                proc.stop()
+            farm.stop()
+        elapsed = last - first
+        rate = n / elapsed
+        capacity = self.results.get("receiver_capacity_rps")
+        self.results["burst20"] = {
+            "items": n,
+            "feeds": feeds,
+            "seconds_first_fetch_to_last_alert": round(elapsed, 2),
+            "items_per_s": round(rate, 1),
+            "share_of_receiver_capacity": round(rate / capacity, 3) if capacity else None,
+            "cpu_ms_per_item": {k: round(v / n * 1000, 3) for k, v in cpu.items()},
+        }
+        share = f", {rate / capacity:.2f} of the receiver's capacity" if capacity else ""
+        print(
+            f"  burst over {feeds} feeds: {n} items, first fetch → last alert {elapsed:.1f} s = {rate:,.0f} items/s{share}"
+        )
+
+    def fanout(self) -> None:
+        """One item matching a topic with ``--fanout`` webhook subscriptions."""
+        n = self.args.fanout
+        farm = Farm(1, {"fan": "zqfanout"}, seed=4, match_share=1.0).start()
+        tmp = self.workdir / "fanout"
+        tmp.mkdir(parents=True, exist_ok=True)
+        subscriptions: dict[str, tuple[str, ...]] = {f"f{i:05d}": ("fan",) for i in range(n)}
+        config = write_config(
+            tmp,
+            fetcher={"start_spread": "0s", "backfill_max_items": 0},
+            feeds=[{"url": farm.urls[0], "interval": "1s"}],
+            topics=[{"id": "fan", "query": "zqfanout"}],
+            subscriptions=[{"id": sub, "topics": ["fan"], "to": self.receiver.url} for sub in subscriptions],
+        )
+        procs: dict[str, ServiceProcess] = {}
+        stamps = None
+        try:
+            with running_broker() as broker:
+                ensure_topics(broker.bootstrap, TEST_KAFKA, ALL_TOPICS)
+                stamps = Stamps(broker.bootstrap)
+                for name in ("notifier", "matcher", "fetcher"):
+                    procs[name], _ = self.start(name, config, broker, tmp)
+                time.sleep(4.0)
+                cpu0 = cpu_seconds(procs["notifier"].pid)
+                entry = farm.publish(topic="fan")
+                want = farm.expected(subscriptions)
+                wait(lambda: want <= set(self.receiver.received()), 600, "every alert of the fan-out", 0.05)
+                wait(lambda: entry.url in stamps.at[MATCHES], 30, "the match's timestamp", 0.05)
+                matched = stamps.at[MATCHES][entry.url]
+                last = max(self.receiver.arrivals[a] for a in want)
+                first_alert = min(self.receiver.arrivals[a] for a in want)
+                cpu = cpu_seconds(procs["notifier"].pid) - cpu0
+        finally:
+            for proc in procs.values():
+                proc.stop()
+            if stamps is not None:
+                stamps.close()
+            farm.stop()
+        elapsed = last - matched
+        rate = n / elapsed
+        capacity = self.results.get("receiver_capacity_rps")
+        self.results["fanout"] = {
+            "subscriptions": n,
+            "seconds_match_to_last_alert": round(elapsed, 2),
+            "seconds_match_to_first_alert": round(first_alert - matched, 3),
+            "alerts_per_s": round(rate, 1),
+            "share_of_receiver_capacity": round(rate / capacity, 3) if capacity else None,
+            "notifier_cpu_ms_per_alert": round(cpu / n * 1000, 3),
+        }
+        share = f", {rate / capacity:.2f} of the receiver's capacity" if capacity else ""
+        print(f"  fan-out: 1 item → {n} subscriptions in {elapsed:.2f} s = {rate:,.0f} alerts/s{share}")
 
     # -- the whole pipeline -----------------------------------------------------------------
 
@@ -470,6 +640,30 @@ class Bench:
         self.farm.stop()
 
 
+@contextlib.contextmanager
+def database_url(kind: str) -> Iterator[str | None]:
+    """None for SQLite (the services' default), or a fresh schema in the local PostgreSQL."""
+    if kind == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, text  # noqa: PLC0415 - only the PostgreSQL runs need it
+
+    admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    admin = create_engine(admin_url)
+    schema = f"nw_bench_{os.getpid()}"
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+SCENARIOS = ("capacity", "alone", "burst20", "fanout", "pipeline")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -478,14 +672,20 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls of one feed")
     parser.add_argument("--burst", type=int, default=2000, help="items of the backlog and burst runs")
+    parser.add_argument("--fanout", type=int, default=1000, help="subscriptions of the fan-out run")
     parser.add_argument("--rate", type=float, default=10.0, help="items/s of the steady run")
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of the steady run")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the soak run (0: none)")
     parser.add_argument(
-        "--pipeline-only", action="store_true", help="skip the stages-alone runs (no throughput ratio)"
+        "--only", default=",".join(SCENARIOS), help=f"comma-separated scenarios among {', '.join(SCENARIOS)}"
     )
+    parser.add_argument("--postgres", action="store_true", help="also run the notifier alone on PostgreSQL")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose among {', '.join(SCENARIOS)}")
     print(
         f"newswatch pipeline bench: {args.feeds} feeds every {args.interval:g} s, {args.topics} topics, "
         f"Python {sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} cores"
@@ -493,24 +693,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nw-bench-") as workdir:
         bench = Bench(args, Path(workdir))
         try:
-            if not args.pipeline_only:
+            if "capacity" in only or "burst20" in only or "fanout" in only:
+                print("receiver:")
+                bench.capacity()
+            if "alone" in only:
                 print("stages alone:")
                 bench.fetcher_alone()
                 bench.matcher_alone()
+                bench.engine()
                 bench.notifier_alone()
-            print("pipeline:")
-            bench.pipeline()
-            print("baselines (same run):")
-            bench.baselines()
+                if args.postgres:
+                    bench.notifier_alone("postgresql")
+            if "burst20" in only:
+                print("burst over 20 feeds:")
+                bench.burst20()
+            if "fanout" in only:
+                print("fan-out:")
+                bench.fanout()
+            if "pipeline" in only:
+                print("pipeline:")
+                bench.pipeline()
+                print("baselines (same run):")
+                bench.baselines()
         finally:
             bench.close()
-    if "alone" in bench.results:
-        slowest = min(bench.results["alone"].values(), key=lambda r: r["items_per_s"])
-        ratio = bench.results["burst"]["items_per_s"] / slowest["items_per_s"]
-        bench.results["pipeline_vs_slowest_stage"] = round(ratio, 2)
+    results = bench.results
+    if "alone" in results and "burst" in results:
+        slowest = min(results["alone"].values(), key=lambda r: r["items_per_s"])
+        ratio = results["burst"]["items_per_s"] / slowest["items_per_s"]
+        results["pipeline_vs_slowest_stage"] = round(ratio, 2)
         print(f"pipeline throughput / slowest stage alone: {ratio:.2f}")
+    if "alone" in results and "matcher_engine_items_per_cpu_s" in results:
+        ratio = results["alone"]["matcher"]["items_per_s"] / results["matcher_engine_items_per_cpu_s"]
+        results["matcher_service_vs_engine"] = round(ratio, 2)
+        print(f"matcher service / matcher engine (items/s): {ratio:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(bench.results, indent=2))
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

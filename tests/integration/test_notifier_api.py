@@ -30,7 +30,8 @@ from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import Config, KafkaSettings, NotifierSettings, SubscriptionConfig
 from newswatch.shared.contract import ALERTS, ALL_TOPICS, ITEMS, MATCHES, TOPICS, Alert, encode
 from newswatch.shared.db import make_engine
-from newswatch.shared.kafka_io import Publisher, Record, ensure_topics, producer_factory
+from newswatch.shared.kafka_client import ensure_topics, producer_factory
+from newswatch.shared.kafka_io import Publisher, Record
 from tests.support.items import make_item
 from tests.support.kafka import read_records
 from tests.support.notifier import make_match

@@ -84,8 +84,17 @@ class Farm:
     that never ends, no Content-Length), ``html`` (an HTML page with a text/html type).
     """
 
-    def __init__(self, feeds: int, topics: dict[str, str], seed: int = 7, match_share: float = 0.8) -> None:
+    def __init__(
+        self,
+        feeds: int,
+        topics: dict[str, str],
+        seed: int = 7,
+        match_share: float = 0.8,
+        window: int = 50,
+    ) -> None:
+        """``window``: how many of a feed's newest entries its body lists."""
         self.rng = random.Random(seed)
+        self.window = window
         self.topics = topics  # topic id → its word
         self.match_share = match_share
         self.entries: list[Entry] = []
@@ -185,7 +194,7 @@ class Farm:
     def render(self, index: int) -> bytes:
         now = time.monotonic()
         with self._lock:
-            entries = self._by_feed[index][-50:]
+            entries = self._by_feed[index][-self.window :]
             for e in entries:
                 self.first_served.setdefault(e.url, now)
         items = "".join(
