@@ -357,9 +357,9 @@ class NotifierSettings(_Frozen):
         default=1.0, ge=0, description="first retry delay, doubled per try (jittered)"
     )
     retry_backoff_max: Duration = Field(default=300.0, ge=0, description="longest wait between two attempts")
-    senders: int = Field(default=64, ge=1, le=1024, description="sends in flight at once, in all")
+    senders: int = Field(default=16, ge=1, le=256, description="sends in flight at once, in all (threads)")
     per_destination: int = Field(
-        default=16,
+        default=4,
         ge=1,
         le=1024,
         description="sends in flight at once to one destination (a webhook host, the SMTP server)",

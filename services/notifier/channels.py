@@ -1,14 +1,14 @@
 """Delivery channels, chosen by a subscription's ``to:`` URL.
 
-- ``http(s)://`` — signed JSON webhook (``webhook``), on an async client that keeps
-  connections alive, so hundreds of sends are in flight on one thread;
+- ``http(s)://`` — signed JSON webhook (``webhook``), over a pool of kept-alive connections;
 - ``mailto:`` — email over SMTP, text and HTML parts (``email``);
 - anything else — Apprise (Slack, Discord, Telegram, ntfy, Teams, Matrix, Pushover, …),
   Markdown where the service renders it (``apprise``).
 
 Each channel sends one message (an alert or a digest) and maps its library's errors to
-DeliveryError: permanent (the address is wrong; retrying cannot help) or transient. The
-email and Apprise libraries block, so their sends run in a bounded pool of threads.
+DeliveryError: permanent (the address is wrong; retrying cannot help) or transient. Sends
+block, so they run in the sender threads (``notifier.senders``), awaited by the dispatcher's
+loop, which decides what goes when.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from email.utils import formatdate, make_msgid
 from typing import Protocol
 
 import apprise
-import httpx
 
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.model import Outgoing
 from newswatch.notifier.render import render, subject
-from newswatch.notifier.webhook import alert_body, digest_body, post_webhook
+from newswatch.notifier.webhook import WebhookClient, alert_body, digest_body, post_webhook
 from newswatch.shared.config import SmtpSettings
 
 
@@ -43,10 +42,10 @@ class BlockingChannel(Protocol):
 
 
 class WebhookChannel:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: WebhookClient) -> None:
         self._client = client
 
-    async def send(self, out: Outgoing) -> None:
+    def send(self, out: Outgoing) -> None:
         bodies = [
             alert_body(alert_id, out.subscription_id, match, view, out.sent_at)
             for alert_id, match, view in zip(out.alert_ids, out.matches, out.views, strict=True)
@@ -54,12 +53,10 @@ class WebhookChannel:
         body = (
             digest_body(out.message_id, out.subscription_id, bodies, out.sent_at) if out.digest else bodies[0]
         )
-        await post_webhook(
-            self._client, out.to, out.message_id, body, out.secret, out.sent_at, out.traceparent
-        )
+        post_webhook(self._client, out.to, out.message_id, body, out.secret, out.sent_at, out.traceparent)
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def close(self) -> None:
+        self._client.close()
 
 
 class InThreads:
@@ -71,6 +68,11 @@ class InThreads:
 
     async def send(self, out: Outgoing) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._channel.send, out)
+
+    async def aclose(self) -> None:
+        closer = getattr(self._channel, "close", None)
+        if closer is not None:
+            closer()
 
 
 class EmailChannel:
@@ -156,9 +158,10 @@ class AppriseChannel:
             )
 
 
-def channels(client: httpx.AsyncClient, smtp: SmtpSettings, pool: Executor) -> dict[str, Channel]:
+def channels(client: WebhookClient, smtp: SmtpSettings, pool: Executor) -> dict[str, Channel]:
+    """Every channel, its sends run in ``pool`` (the sender threads)."""
     return {
-        "webhook": WebhookChannel(client),
+        "webhook": InThreads(WebhookChannel(client), pool),
         "email": InThreads(EmailChannel(smtp), pool),
         "apprise": InThreads(AppriseChannel(), pool),
     }

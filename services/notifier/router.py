@@ -81,18 +81,30 @@ class Router:
     def route_batch(self, batch: Sequence[Incoming], accepts: Accepts = _never) -> list[Routed]:
         """Every match of ``batch`` in one transaction; what each did, in order."""
         results: list[Routed] = []
+        plans: list[_Plan] = []
         with self._store.routing() as tx:
+            tx.prefetch([(s.id, i.match.item.item_id) for i in batch for s in i.subscriptions])
             for incoming in batch:
-                results.append(self._route(tx, incoming, accepts) if incoming.subscriptions else Routed())
+                routed, plan = (
+                    self._route(tx, incoming, accepts) if incoming.subscriptions else (Routed(), None)
+                )
+                results.append(routed)
+                if plan is not None:
+                    plans.append(plan)
+            inserted = tx.flush()
+        for routed, plan in zip((r for r in results if r.outcomes), plans, strict=True):
+            routed.handoff = [
+                d for d in plan.deliveries if d.alert_id in inserted and d.next_attempt_at > tx.now
+            ]
         return results
 
-    def _route(self, tx: Routing, incoming: Incoming, accepts: Accepts) -> Routed:
+    def _route(self, tx: Routing, incoming: Incoming, accepts: Accepts) -> tuple[Routed, _Plan]:
         match = incoming.match
         item = match.item
         routed = Routed()
         plan = _Plan(tx, match, incoming.traceparent, fingerprint(item), accepts, self._lease, self._settings)
         subs = {s.id: s for s in incoming.subscriptions}
-        known = tx.stories(item.item_id, list(subs))
+        known = {sub_id: story for sub_id in subs if (story := tx.story(sub_id, item.item_id)) is not None}
         fresh = [sub_id for sub_id in subs if sub_id not in known]
         near = {}
         if fresh:
@@ -116,9 +128,8 @@ class Router:
             else:
                 plan.story(sub_id, item.item_id)
                 routed.outcomes[sub_id] = plan.schedule(sub)
-        inserted = tx.write(plan.stories, plan.deliveries, plan.digests)
-        routed.handoff = [d for d in plan.deliveries if d.alert_id in inserted and d.next_attempt_at > tx.now]
-        return routed
+        tx.add(plan.stories, plan.deliveries, plan.digests)
+        return routed, plan
 
 
 class _Plan:

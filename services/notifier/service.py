@@ -59,18 +59,22 @@ class SenderLoop(threading.Thread):
         self._halt = stop
 
     def run(self) -> None:
-        gauges_at = 0.0
+        gauges_at = digests_at = 0.0
         pruned_at = time.monotonic()
         while not self._halt.is_set():
             self.wake.clear()  # before the work: a wake set during it runs the loop again at once
             try:
-                self.dispatcher.run_once()
-                if time.monotonic() - gauges_at > 5.0:
+                now = time.monotonic()
+                if now - digests_at >= 1.0:  # digests are due to the minute at most
+                    self.dispatcher.build_digests()
+                    digests_at = now
+                self.dispatcher.claim()
+                if now - gauges_at > 5.0:
                     self.dispatcher.refresh_gauges()
-                    gauges_at = time.monotonic()
-                if time.monotonic() - pruned_at > 3600.0:
+                    gauges_at = now
+                if now - pruned_at > 3600.0:
                     self.dispatcher.prune(LOG_RETENTION)
-                    pruned_at = time.monotonic()
+                    pruned_at = now
             except Exception:  # a database outage: log, wait, go on (rows stay in the outbox)
                 log.exception("sender loop iteration failed")
             self.wake.wait(0.25)
@@ -95,7 +99,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     client = make_client(
         settings.timeout, NetGuard(config.allow_networks), config.fetcher.user_agent, settings.senders
     )
-    blocking = ThreadPoolExecutor(min(settings.senders, 32), thread_name_prefix="notifier-blocking-send")
+    blocking = ThreadPoolExecutor(settings.senders, thread_name_prefix="notifier-send")
     routes = Routes(store)
     wake = threading.Event()
     dispatcher = Dispatcher(

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import json
 import secrets
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
     delete,
     func,
     select,
@@ -212,82 +214,106 @@ class DigestEntry:
 
 class Routing:
     """A batch of matches routed in one transaction: reads and writes of stories, outbox and
-    digests. Reads are per match over all its subscriptions at once, and a match's writes
-    are made (``write``) before the next match is read, so a batch sees its own earlier
-    matches (the story and near-duplicate checks)."""
+    digests.
+
+    The batch's stories are read at once (``prefetch``); its writes are kept and made together
+    at the end (``flush``). Meanwhile the batch sees its own decisions: the story and
+    near-duplicate checks of a later match look at what the database holds *and* at the
+    stories the earlier matches added, and the rate limit counts the alerts they queued.
+    """
 
     def __init__(self, conn: Connection, now: float) -> None:
         self._conn = conn
         self.now = now
+        self._known: dict[tuple[str, str], Story] = {}
+        self._own: dict[str, list[NewStory]] = {}  # stories of their own added, by subscription
+        self._stories: dict[tuple[str, str], NewStory] = {}
+        self._deliveries: list[Delivery] = []
+        self._digests: list[DigestEntry] = []
+        self._queued: Counter[str] = Counter()
+
+    def prefetch(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Reads the stories recorded for these (subscription, item) pairs, in one query each
+        500 pairs."""
+        statement = _statement(self._conn, "stories")
+        wanted = list(dict.fromkeys(pairs))
+        for start in range(0, len(wanted), 500):
+            rows = self._conn.execute(statement, {"pairs": wanted[start : start + 500]})
+            self._known.update({(row[0], row[1]): _story(row[1:]) for row in rows})
+
+    def story(self, subscription_id: str, item_id: str) -> Story | None:
+        """The story of (subscription, item) recorded before or earlier in this batch."""
+        added = self._stories.get((subscription_id, item_id))
+        if added is not None:
+            return Story(added.item_id, added.story_item_id, added.revision, added.fingerprint)
+        return self._known.get((subscription_id, item_id))
 
     def stories(self, item_id: str, subscription_ids: Sequence[str]) -> dict[str, Story]:
         """The stories already recorded for ``item_id``, by subscription."""
-        found: dict[str, Story] = {}
-        for chunk in _chunks(subscription_ids):
-            rows = self._conn.execute(
-                select(STORIES.c.subscription_id, *_stories().selected_columns).where(
-                    STORIES.c.item_id == item_id, STORIES.c.subscription_id.in_(chunk)
-                )
-            )
-            found.update({row[0]: _story(row[1:]) for row in rows})
-        return found
+        self.prefetch([(sub, item_id) for sub in subscription_ids])
+        return {sub: found for sub in subscription_ids if (found := self.story(sub, item_id)) is not None}
 
     def nearest_stories(
         self, subscription_ids: Sequence[str], since: float, fingerprint: int, within: int
     ) -> dict[str, Story]:
         """Per subscription, the story of its own (not a duplicate) first seen after ``since``
         whose fingerprint is nearest ``fingerprint``, if it differs in at most ``within`` bits
-        (the earliest of equals). The database compares and returns one row per subscription:
-        reading every story of the window into Python cost 31 ms a match at 5,000 stories."""
-        distance = bit_distance(self._conn, STORIES.c.fingerprint, signed(fingerprint)).label("distance")
-        found: dict[str, Story] = {}
+        (the earliest of equals). The database compares and returns one row per subscription
+        (reading every story of the window into Python cost 31 ms a match at 5,000 stories);
+        the stories this batch added are compared here."""
+        found: dict[str, tuple[int, int, Story]] = {}  # sub → (distance, order, story)
+        statement = _statement(self._conn, "nearest")
         for chunk in _chunks(subscription_ids):
-            near = (
-                select(
-                    STORIES.c.subscription_id,
-                    *_stories().selected_columns,
-                    func.row_number()
-                    .over(partition_by=STORIES.c.subscription_id, order_by=(distance, STORIES.c.seen_at))
-                    .label("rank"),
-                )
-                .where(
-                    STORIES.c.subscription_id.in_(chunk),
-                    STORIES.c.seen_at > since,
-                    STORIES.c.story_item_id == STORIES.c.item_id,
-                    distance <= within,
-                )
-                .subquery()
-            )
             rows = self._conn.execute(
-                select(
-                    near.c.subscription_id,
-                    near.c.item_id,
-                    near.c.story_item_id,
-                    near.c.revision,
-                    near.c.fingerprint,
-                ).where(near.c.rank == 1)
+                statement, {"subs": chunk, "since": since, "fp": signed(fingerprint), "within": within}
             )
-            found.update({row[0]: _story(row[1:]) for row in rows})
-        return found
+            for row in rows:
+                story = _story(row[1:])
+                found[row[0]] = (((story.fingerprint ^ fingerprint) & _BITS).bit_count(), 0, story)
+        for sub in subscription_ids:
+            for order, own in enumerate(self._own.get(sub, ()), start=1):  # later than any stored
+                distance = ((own.fingerprint ^ fingerprint) & _BITS).bit_count()
+                best = found.get(sub)
+                if distance <= within and (best is None or distance < best[0]):
+                    found[sub] = (
+                        distance,
+                        order,
+                        Story(own.item_id, own.item_id, own.revision, own.fingerprint),
+                    )
+        return {sub: story for sub, (_d, _o, story) in found.items()}
 
     def alerts_since(self, subscription_id: str, since: float) -> int:
-        """Immediate alerts queued for this subscription after ``since`` (the rate limit)."""
+        """Immediate alerts queued for this subscription after ``since`` (the rate limit),
+        those of this batch included."""
         count = self._conn.execute(
-            select(func.count())
-            .select_from(DELIVERIES)
-            .where(
-                DELIVERIES.c.subscription_id == subscription_id,
-                DELIVERIES.c.kind == "alert",
-                DELIVERIES.c.created_at > since,
-            )
+            _statement(self._conn, "alerts_since"), {"sub": subscription_id, "since": since}
         ).scalar_one()
-        return int(count)
+        return int(count) + self._queued[subscription_id]
+
+    def add(
+        self, stories: Sequence[NewStory], deliveries: Sequence[Delivery], digests: Sequence[DigestEntry]
+    ) -> None:
+        """One match's decisions, written with the batch's at ``flush``."""
+        for st in stories:
+            self._stories[(st.subscription_id, st.item_id)] = st
+            if st.story_item_id == st.item_id:
+                self._own.setdefault(st.subscription_id, []).append(st)
+        for delivery in deliveries:
+            self._deliveries.append(delivery)
+            if delivery.kind == "alert":
+                self._queued[delivery.subscription_id] += 1
+        self._digests += digests
 
     def write(
         self, stories: Sequence[NewStory], deliveries: Sequence[Delivery], digests: Sequence[DigestEntry]
     ) -> set[str]:
-        """One match's decisions; returns the alert ids of the deliveries this transaction
-        inserted (a delivery that exists already, a redelivered match's, is kept as it is)."""
+        """``add`` and ``flush`` at once."""
+        self.add(stories, deliveries, digests)
+        return self.flush()
+
+    def flush(self) -> set[str]:
+        """Writes what the batch decided; returns the alert ids of the deliveries this
+        transaction inserted (a delivery that exists already, a redelivered match's, is kept)."""
         upsert(
             self._conn,
             STORIES,
@@ -303,33 +329,95 @@ class Routing:
                     "source": st.source,
                     "seen_at": self.now,
                 }
-                for st in stories
+                for st in self._stories.values()
             ],
             ("subscription_id", "item_id"),
         )
-        for entry in digests:
-            self.queue_for_digest(entry)
-        return insert_new_many(
-            self._conn, DELIVERIES, [_delivery_row(d) for d in deliveries], ("alert_id",), "alert_id"
+        insert_new_many(
+            self._conn,
+            DIGEST_ENTRIES,
+            [
+                {
+                    "subscription_id": entry.subscription_id,
+                    "item_id": entry.item_id,
+                    "revision": entry.revision,
+                    "queued_at": self.now,
+                    "due_at": entry.due_at,
+                    "payload": entry.payload,
+                }
+                for entry in self._digests
+            ],
+            ("subscription_id", "item_id", "revision"),
+            "item_id",
         )
+        inserted = insert_new_many(
+            self._conn, DELIVERIES, [_delivery_row(d) for d in self._deliveries], ("alert_id",), "alert_id"
+        )
+        for (sub, item), st in self._stories.items():
+            self._known[(sub, item)] = Story(st.item_id, st.story_item_id, st.revision, st.fingerprint)
+        self._stories, self._own, self._deliveries, self._digests = {}, {}, [], []
+        self._queued.clear()
+        return inserted
 
     def enqueue(self, delivery: Delivery) -> None:
         insert_new(self._conn, DELIVERIES, _delivery_row(delivery), ("alert_id",))
 
     def queue_for_digest(self, entry: DigestEntry) -> None:
-        insert_new(
-            self._conn,
-            DIGEST_ENTRIES,
-            {
-                "subscription_id": entry.subscription_id,
-                "item_id": entry.item_id,
-                "revision": entry.revision,
-                "queued_at": self.now,
-                "due_at": entry.due_at,
-                "payload": entry.payload,
-            },
-            ("subscription_id", "item_id", "revision"),
+        self.add([], [], [entry])
+        self.flush()
+
+
+_BITS = (1 << 64) - 1
+
+
+def _statement(conn: Connection, name: str) -> Any:
+    """The routing reads, built once per dialect (see ``shared.db._STATEMENTS``)."""
+    key = (f"{conn.dialect.name}{conn.dialect.server_version_info}", name)
+    found = _READS.get(key)
+    if found is not None:
+        return found
+    if name == "stories":
+        statement: Any = select(STORIES.c.subscription_id, *_stories().selected_columns).where(
+            tuple_(STORIES.c.subscription_id, STORIES.c.item_id).in_(bindparam("pairs", expanding=True))
         )
+    elif name == "alerts_since":
+        statement = (
+            select(func.count())
+            .select_from(DELIVERIES)
+            .where(
+                DELIVERIES.c.subscription_id == bindparam("sub"),
+                DELIVERIES.c.kind == "alert",
+                DELIVERIES.c.created_at > bindparam("since"),
+            )
+        )
+    else:
+        distance = bit_distance(conn, STORIES.c.fingerprint, bindparam("fp", type_=BigInteger)).label(
+            "distance"
+        )
+        near = (
+            select(
+                STORIES.c.subscription_id,
+                *_stories().selected_columns,
+                func.row_number()
+                .over(partition_by=STORIES.c.subscription_id, order_by=(distance, STORIES.c.seen_at))
+                .label("rank"),
+            )
+            .where(
+                STORIES.c.subscription_id.in_(bindparam("subs", expanding=True)),
+                STORIES.c.seen_at > bindparam("since"),
+                STORIES.c.story_item_id == STORIES.c.item_id,
+                distance <= bindparam("within"),
+            )
+            .subquery()
+        )
+        statement = select(
+            near.c.subscription_id, near.c.item_id, near.c.story_item_id, near.c.revision, near.c.fingerprint
+        ).where(near.c.rank == 1)
+    _READS[key] = statement
+    return statement
+
+
+_READS: dict[tuple[str, str], Any] = {}
 
 
 def _delivery_row(d: Delivery) -> dict[str, Any]:
@@ -571,6 +659,23 @@ class NotifierStore:
                 .where(DELIVERIES.c.alert_id.in_(list(alert_ids)), DELIVERIES.c.status == "pending")
                 .values(next_attempt_at=self._clock.time())
             )
+
+    def extend_lease(self, alert_ids: Sequence[str], until: float) -> None:
+        """Keeps rows a sender still holds (waiting for a free slot) leased until ``until``;
+        a row whose next attempt is already later keeps it."""
+        if not alert_ids:
+            return
+        later = case((DELIVERIES.c.next_attempt_at < until, until), else_=DELIVERIES.c.next_attempt_at)
+        with transaction(self._engine, "extending leases") as conn:
+            for start in range(0, len(alert_ids), 500):
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(
+                        DELIVERIES.c.alert_id.in_(list(alert_ids[start : start + 500])),
+                        DELIVERIES.c.status == "pending",
+                    )
+                    .values(next_attempt_at=later)
+                )
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         """The outcomes of many sends in one transaction (one statement per kind of outcome)."""

@@ -16,12 +16,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import ALERTS, Alert, decode
 from newswatch.shared.errors import ContractError, NewswatchError
 from newswatch.shared.kafka_client import make_consumer
+from newswatch.shared.kafka_io import Message
 from newswatch.shared.table import TableReader
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,11 @@ class AlertHub:
     def unsubscribe(self, queue: asyncio.Queue[Alert]) -> None:
         with self._lock:
             self._clients.pop(queue, None)
+
+    def listening(self) -> bool:
+        """Whether any client is connected (the stream decodes alerts only then)."""
+        with self._lock:
+            return bool(self._clients)
 
     def publish(self, alert: Alert) -> None:
         with self._lock:
@@ -75,7 +80,9 @@ class AlertTail(threading.Thread):
         self._halt = stop
         self._since_ms = clock() * 1000
 
-    def _forward(self, records: list[Any]) -> None:
+    def _forward(self, records: list[Message]) -> None:
+        if not self._hub.listening():  # nobody to hand them to: read past them undecoded
+            return
         for record in records:
             if record.timestamp < self._since_ms or record.value is None:
                 continue

@@ -13,9 +13,11 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from datetime import datetime
 from typing import Any
 
+import httpcore
 import httpx
 
 from newswatch.notifier.errors import DeliveryError
@@ -23,7 +25,7 @@ from newswatch.notifier.model import AlertView
 from newswatch.shared.contract import Match
 from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.errors import BlockedAddressError
-from newswatch.shared.netguard import NetGuard, guarded_async_transport
+from newswatch.shared.netguard import GuardedBackend, NetGuard
 
 
 def alert_body(
@@ -83,19 +85,58 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def make_client(
-    timeout: float, guard: NetGuard, user_agent: str, connections: int = 64, per_host: int | None = None
-) -> httpx.AsyncClient:
-    """Webhook client: every connection goes to an address the SSRF guard vetted, and
-    connections are kept alive and reused (``connections`` at most, in all)."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,  # a webhook that redirects is misconfigured; never re-POST elsewhere
-        headers={"User-Agent": user_agent},
-        transport=guarded_async_transport(
-            guard, httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        ),
-    )
+#: Most bytes of a receiver's answer read (webhook answers are small; the rest is dropped).
+_MAX_ANSWER = 65_536
+
+
+class WebhookClient:
+    """POSTs over httpx's transport layer (httpcore): one pool of kept-alive connections shared
+    by the sender threads, every connection to an address the SSRF guard vetted.
+
+    Measured on loopback (2 cores, receiver on the other): httpcore's sync pool in 4 threads
+    sent 2,009 requests/s at 0.48 ms of CPU each; httpx's AsyncClient topped out at 600-680
+    (anyio and its request models cost about 1.5 ms a request), httpx's sync Client at
+    750-900. A webhook needs a POST, a status and one header, so the model layer is skipped.
+    """
+
+    def __init__(self, timeout: float, guard: NetGuard, user_agent: str, connections: int = 16) -> None:
+        self._timeout = timeout
+        self._user_agent = user_agent.encode()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            network_backend=GuardedBackend(guard),
+        )
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        """The status and headers of the answer; raises httpcore errors or BlockedAddressError."""
+        started = time.monotonic()
+        request_headers = [(b"User-Agent", self._user_agent), (b"Content-Length", str(len(body)).encode())]
+        request_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
+        timeouts = {
+            "connect": self._timeout,
+            "read": self._timeout,
+            "write": self._timeout,
+            "pool": self._timeout,
+        }
+        with self._pool.stream(
+            "POST", url, headers=request_headers, content=body, extensions={"timeout": timeouts}
+        ) as response:
+            read = 0
+            for chunk in response.iter_stream():  # drained, so the connection is reused
+                read += len(chunk)
+                if read > _MAX_ANSWER or time.monotonic() - started > self._timeout:
+                    break
+            answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+            return response.status, answer
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def make_client(timeout: float, guard: NetGuard, user_agent: str, connections: int = 16) -> WebhookClient:
+    return WebhookClient(timeout, guard, user_agent, connections)
 
 
 def webhook_request(
@@ -115,8 +156,8 @@ def webhook_request(
     return data, headers
 
 
-async def post_webhook(
-    client: httpx.AsyncClient,
+def post_webhook(
+    client: WebhookClient,
     url: str,
     message_id: str,
     body: dict[str, Any],
@@ -127,12 +168,13 @@ async def post_webhook(
     """POST once; 2xx is success, 408/429/5xx/network are transient, other 4xx permanent."""
     data, headers = webhook_request(message_id, body, secret, now, traceparent)
     try:
-        response = await client.post(url, content=data, headers=headers)
+        status, answer = client.post(url, data, headers)
     except BlockedAddressError as exc:
         raise DeliveryError(f"{url}: {exc}", permanent=True, reason="blocked") from exc
-    except httpx.HTTPError as exc:
+    except httpcore.UnsupportedProtocol as exc:
+        raise DeliveryError(f"{url}: {exc}", permanent=True, reason="bad_url") from exc
+    except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
         raise DeliveryError(f"{url}: {type(exc).__name__}: {exc}", permanent=False, reason="network") from exc
-    status = response.status_code
     if 200 <= status < 300:
         return
     if status < 400:  # 1xx/3xx: the endpoint is not a webhook receiver
@@ -143,5 +185,5 @@ async def post_webhook(
         f"{url}: HTTP {status}",
         permanent=permanent,
         reason=reason,
-        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+        retry_after=parse_retry_after(answer.get("retry-after"), now),
     )

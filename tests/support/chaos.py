@@ -275,6 +275,9 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as webhook receivers do
+            disable_nagle_algorithm = True  # see Farm: no delayed-ACK wait between head and body
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
@@ -391,11 +394,14 @@ def rig(
     feeds: int = 6,
     fail_rate: float = 0.0,
     notifier: dict[str, Any] | None = None,
+    fanout: int = 0,
 ) -> Iterator[Pipeline]:
-    """A started pipeline over a farm and a receiver; on failure the services' logs are printed."""
+    """A started pipeline over a farm and a receiver; on failure the services' logs are printed.
+    ``fanout``: that many more subscriptions to the first topic (a fan-out per item)."""
     topics = {f"t-{word}": word for word in TOPIC_WORDS}
     ids = sorted(topics)
     subscriptions = {"ops": tuple(ids), "desk": tuple(ids[: len(ids) // 2])}
+    subscriptions.update({f"fan{n:04d}": (ids[0],) for n in range(fanout)})
     farm = Farm(feeds, topics).start()
     receiver = Receiver(fail_rate).up()
     pipeline = Pipeline(tmp_path, broker, farm, receiver, subscriptions, notifier or {})

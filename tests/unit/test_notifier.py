@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 import ipaddress
 import json
@@ -112,13 +111,11 @@ def test_signatures_verify_with_the_standard_webhooks_reference_library() -> Non
     body = alert_body("a1", "ops", MATCH, view(MATCH, []), NOW)
     now = datetime.now(UTC)
 
-    async def send() -> None:
-        async with make_client(5.0, LOOPBACK, "newswatch-test") as client:
-            await post_webhook(client, hook.url, "a1", body, secret, now)
-
+    client = make_client(5.0, LOOPBACK, "newswatch-test")
     try:
-        asyncio.run(send())
+        post_webhook(client, hook.url, "a1", body, secret, now)
     finally:
+        client.close()
         hook.stop()
     (hit,) = hook.all()
     verified = Webhook(secret).verify(hit.raw.decode(), hit.headers)
@@ -146,25 +143,27 @@ def test_webhook_success_transient_and_permanent_failures() -> None:
     body = alert_body("a1", "ops", MATCH, view(MATCH, []), NOW)
     secret = new_secret()
 
-    async def outcome(url: str, guard: NetGuard = LOOPBACK) -> tuple[bool, str] | None:
-        async with make_client(5.0, guard, "newswatch-test") as client:
-            try:
-                await post_webhook(client, url, "a1", body, secret, NOW)
-            except DeliveryError as exc:
-                return exc.permanent, exc.reason
+    def outcome(url: str, guard: NetGuard = LOOPBACK) -> tuple[bool, str] | None:
+        client = make_client(5.0, guard, "newswatch-test")
+        try:
+            post_webhook(client, url, "a1", body, secret, NOW)
+        except DeliveryError as exc:
+            return exc.permanent, exc.reason
+        finally:
+            client.close()
         return None
 
     try:
-        assert asyncio.run(outcome(hook.url)) is None
+        assert outcome(hook.url) is None
         assert hook.all()[0].headers["content-type"] == "application/json"
         expectations = [(False, "http_5xx"), (False, "http_4xx"), (True, "http_4xx"), (True, "http_other")]
         for expected in expectations:
-            assert asyncio.run(outcome(hook.url)) == expected
-        assert asyncio.run(outcome(hook.url, NetGuard([]))) == (True, "blocked")
+            assert outcome(hook.url) == expected
+        assert outcome(hook.url, NetGuard([])) == (True, "blocked")
         url = hook.url
     finally:
         hook.stop()
-    assert asyncio.run(outcome(url)) == (False, "network")
+    assert outcome(url) == (False, "network")
 
 
 def test_retry_after_seconds_and_dates() -> None:
