@@ -7,6 +7,8 @@ what was expected, because an operator reading a crash loop has nothing else to 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from newswatch.shared import yaml_input
 from newswatch.shared.cadence import parse_cadence, parse_quiet_hours, parse_zone
 from newswatch.shared.durations import parse_duration
 from newswatch.shared.errors import ConfigError
@@ -43,11 +45,14 @@ RESERVED_ENV = frozenset(
         "NEWSWATCH_BROKER_BIN",
         "NEWSWATCH_API_URL",
         "NEWSWATCH_API_TOKEN",
+        "NEWSWATCH_PURE_PYTHON",  # read by setup.py when installing
     }
 )
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+#: Shortest webhook signing key accepted (Standard Webhooks suggests 24 to 64 bytes).
+MIN_SECRET_BYTES = 24
 
 
 def check_http_url(value: str) -> str:
@@ -61,21 +66,31 @@ HttpUrlText = Annotated[str, BeforeValidator(lambda v: check_http_url(str(v).str
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
+#: One mailbox: no list, no spaces, no line breaks (which would add mail headers).
+_MAILBOX = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
 def check_channel_url(value: str) -> str:
-    """http(s) for webhooks, ``mailto:`` for email, any other scheme for Apprise (checked
-    against Apprise's plugins when the notifier loads it)."""
+    """http(s) for webhooks, ``mailto:`` for email (one address), any other scheme for
+    Apprise, among its plugins that send over HTTP (the egress guard covers those)."""
     scheme = value.split(":", 1)[0].lower() if ":" in value else ""
     if scheme in ("http", "https"):
         return check_http_url(value)
     if scheme == "mailto":
-        address = value[len("mailto:") :].split("?", 1)[0]
-        if "@" not in address or address.startswith("@") or address.endswith("@"):
-            raise ValueError(f"expected mailto:name@example.org, got {value!r}")
+        address = value[len("mailto:") :]
+        if not _MAILBOX.match(address):
+            raise ValueError(
+                f"expected mailto: and one address, such as mailto:name@example.org "
+                f"(no list, no query), got {value[:200]!r}"
+            )
         return value
     if not _SCHEME.match(scheme) or not _apprise_accepts(value):
         raise ValueError(
             f"expected an http(s):// webhook, a mailto: address or a notification URL that Apprise "
-            f"supports (slack://…, ntfy://…, discord://…; see its wiki), got {redact_url(value)!r}"
+            f"supports over HTTP (slack://…, ntfy://…, discord://…; see its wiki), got {redact_url(value)!r}"
         )
     return value
 
@@ -83,22 +98,66 @@ def check_channel_url(value: str) -> str:
 def _apprise_accepts(url: str) -> bool:
     import apprise  # noqa: PLC0415 - here, not at the top: only configs with chat subscriptions pay for it
 
+    from newswatch.shared.netguard import apprise_refusal  # noqa: PLC0415 - it imports Apprise too
+
+    if apprise_refusal(url) is not None:
+        return False
     return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
 
 
 def redact_url(url: str) -> str:
-    """A channel URL without what may be a token: scheme and host only."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '…'}/…" if parts.scheme else "…"
+    """A URL without what may be a credential (its user, password, path and query): scheme,
+    host and port only, for logs, errors, the DLQ and the delivery log."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "…"
+    if not parts.scheme or parts.scheme.lower() == "mailto":
+        return "mailto:…" if parts.scheme else "…"
+    return f"{parts.scheme}://{parts.hostname or '…'}{port}/…"
 
 
 ChannelUrl = Annotated[str, BeforeValidator(lambda v: check_channel_url(str(v).strip()))]
 
 
 class _Frozen(BaseModel):
-    """Config objects are immutable and reject unknown keys (typos fail loudly)."""
+    """Config objects are immutable and reject unknown keys (typos fail loudly).
+
+    A secret setting (``SecretStr``: never printed, never logged) may instead be given as a
+    file to read, ``<name>_file`` (a mounted Kubernetes or compose secret); the file's
+    content, trailing newline dropped, is the value.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in _secret_fields(cls):
+            key = f"{name}_file"
+            if key not in data:
+                continue
+            data = dict(data)
+            path = Path(str(data.pop(key)))
+            if data.get(name) is not None:
+                raise ValueError(f"{name} and {key} are both set; give one")
+            try:
+                data[name] = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from exc
+        return data
+
+
+def _secret_fields(model: type[BaseModel]) -> list[str]:
+    """The fields of ``model`` holding a secret (a SecretStr, alone or optional)."""
+    return [
+        name
+        for name, field in model.model_fields.items()
+        if field.annotation is SecretStr or SecretStr in getattr(field.annotation, "__args__", ())
+    ]
 
 
 class KafkaSettings(_Frozen):
@@ -225,11 +284,30 @@ class SubscriptionConfig(_Frozen):
     quiet_hours: str | None = Field(default=None, description="HH:MM-HH:MM: held, then sent as one digest")
     snooze_until: datetime | None = Field(default=None, description="held until then, then one digest")
     updates: bool = Field(default=False, description="also alert when an alerted item is updated")
-    secret: str | None = Field(
+    secret: SecretStr | None = Field(
         default=None,
-        min_length=24,
-        description="webhook signing secret (whsec_…); generated and kept in the database if absent",
+        description="webhook signing secret: whsec_ + base64 of at least 24 random bytes; "
+        "generated and kept in the database if absent",
     )
+
+    @field_validator("secret")
+    @classmethod
+    def _signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """The key is the base64 after ``whsec_`` (Standard Webhooks): it must decode to
+        enough bytes, or signatures are forgeable ("!"*24 decoded to an empty key)."""
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        try:
+            key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+        except (ValueError, binascii.Error):
+            key = b""
+        if not text.startswith("whsec_") or len(key) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"expected whsec_ followed by the base64 of at least {MIN_SECRET_BYTES} random bytes "
+                "(omit it to have one generated)"
+            )
+        return value
 
     @field_validator("mode")
     @classmethod
@@ -314,6 +392,11 @@ class MatcherSettings(_Frozen):
         min_length=1,
         description="languages (ISO 639-1) a query word is stemmed in",
     )
+    topic_budget: Duration = Field(
+        default=0.05,
+        gt=0,
+        description="longest one topic may take on one item; a topic over it is disabled (logged, counted)",
+    )
 
     @field_validator("languages")
     @classmethod
@@ -327,16 +410,28 @@ class MatcherSettings(_Frozen):
 class SmtpSettings(_Frozen):
     host: str = Field(default="127.0.0.1", description="SMTP server for mailto: subscriptions")
     port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "tls"] = Field(
-        default="none", description="none, starttls (upgrade on connect) or tls (implicit, port 465)"
+    security: Literal["none", "starttls", "tls"] | None = Field(
+        default=None,
+        description="none, starttls (upgrade on connect) or tls (implicit, port 465); "
+        "default: starttls with a username, else none",
     )
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = Field(default=None, description="SMTP password (secret; also password_file)")
     sender: str = Field(default="newswatch@localhost", description="From: address of alert emails")
     ca_file: Path | None = Field(
         default=None, description="CA bundle that signs the server's certificate (default: the system's)"
     )
     timeout: Duration = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> Self:
+        if self.security is None:
+            object.__setattr__(self, "security", "starttls" if self.username else "none")
+        elif self.security == "none" and self.username:
+            raise ValueError(
+                "security: none with a username would send the password in clear; use starttls or tls"
+            )
+        return self
 
 
 class NotifierSettings(_Frozen):
@@ -373,6 +468,18 @@ class NotifierSettings(_Frozen):
     topics_check: Duration = Field(
         default=60.0, ge=1.0, description="how often newswatch.topics is checked against the stored topics"
     )
+    max_request_bytes: int = Field(
+        default=1_048_576, ge=1_024, description="largest API request body (a bigger one is a 413)"
+    )
+    max_lookback: Duration = Field(
+        default=7 * 86_400.0, gt=0, description="furthest back a topic test or a backfill may read"
+    )
+    max_topics_per_owner: int = Field(default=200, ge=1, description="topics one owner may have")
+    max_subscriptions_per_owner: int = Field(
+        default=200, ge=1, description="subscriptions one owner may have"
+    )
+    stream_clients: int = Field(default=100, ge=1, description="alert stream (SSE) clients at once, in all")
+    stream_clients_per_owner: int = Field(default=5, ge=1, description="alert stream clients of one owner")
     duplicate_window: Duration = Field(
         default=172_800.0, ge=0, description="how long an alerted story suppresses its near-duplicates"
     )
@@ -388,7 +495,7 @@ class Config(_Frozen):
         default=(), description="private/loopback networks that feeds and webhooks may target"
     )
     state_dir: Path = Field(default=Path(".newswatch"), description="where services keep local state")
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         description="PostgreSQL URL for shared state; absent: a SQLite file per service in state_dir",
     )
@@ -448,20 +555,34 @@ def _unique(section: str, values: list[str], key: str) -> None:
         seen.add(value)
 
 
+def _env_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Every scalar setting of ``model`` (sections nested) by its environment name; a secret
+    also by ``<NAME>_FILE`` (its value then names the file to read)."""
+    paths: dict[str, tuple[str, ...]] = {}
+    secrets = set(_secret_fields(model))
+    for name, field in model.model_fields.items():
+        if not prefix and name in ("feeds", "topics", "subscriptions"):
+            continue
+        path = (*prefix, name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.update(_env_paths(annotation, path))
+            continue
+        variable = ENV_PREFIX + "_".join(path).upper()
+        paths[variable] = path
+        if name in secrets:
+            paths[variable + "_FILE"] = (*prefix, f"{name}_file")
+    return paths
+
+
 def env_overrides(env: Mapping[str, str]) -> dict[str, tuple[tuple[str, ...], str]]:
-    """Map ``NEWSWATCH_SECTION_KEY`` variables to config key paths.
+    """Map ``NEWSWATCH_SECTION_KEY`` variables (``NEWSWATCH_NOTIFIER_SMTP_PASSWORD`` for a
+    nested section) to config key paths.
 
     Returns {env name: (key path, raw value)}. Unknown ``NEWSWATCH_*`` names are an
     error: a misspelt override that silently does nothing is worse than a crash.
     """
-    paths: dict[str, tuple[str, ...]] = {}
-    for name, field in Config.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub in annotation.model_fields:
-                paths[f"{ENV_PREFIX}{name}_{sub}".upper()] = (name, sub)
-        elif name not in ("feeds", "topics", "subscriptions"):
-            paths[f"{ENV_PREFIX}{name}".upper()] = (name,)
+    paths = _env_paths(Config)
     found: dict[str, tuple[tuple[str, ...], str]] = {}
     unknown = []
     for var, value in env.items():
@@ -478,18 +599,21 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, tuple[tuple[str, ...], st
     return found
 
 
+#: Largest config file read (a list of 10,000 feeds is about 1 MB).
+MAX_CONFIG_CHARS = 16 * 1024 * 1024
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{path}: {len(text)} characters, more than the {MAX_CONFIG_CHARS} accepted")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from exc
+        data = yaml_input.load(text, str(path))
+    except yaml_input.YamlInputError as exc:
+        raise ConfigError(str(exc)) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -85,7 +85,10 @@ def test_unknown_env_setting_is_refused() -> None:
         (("ops\n", "ops\n    colour: red\n"), "subscriptions[0].colour: Extra inputs are not permitted"),
         (("[nk-ukraine]", "[nk-ukriane]"), "refers to unknown topic(s) ['nk-ukriane']"),
         (('to: "http://127.0.0.1:9000/hook"', 'to: "ftp://x/y"'), "notification URL that Apprise supports"),
-        (('to: "http://127.0.0.1:9000/hook"', 'to: "mailto:nobody"'), "expected mailto:name@example.org"),
+        (
+            ('to: "http://127.0.0.1:9000/hook"', 'to: "mailto:nobody"'),
+            "one address, such as mailto:name@example.org",
+        ),
         (('to: "http://127.0.0.1:9000/hook"', 'to: "http:///x"'), "expected an http:// or https:// URL"),
         (("ops\n", "ops\n    mode: daily at 25:00\n"), "unknown mode 'daily at 25:00'"),
         (("ops\n", "ops\n    timezone: Mars/Olympus\n"), "unknown time zone 'Mars/Olympus'"),
