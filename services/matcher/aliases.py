@@ -16,6 +16,7 @@ import yaml
 
 from newswatch.matcher.errors import AliasError
 from newswatch.matcher.text import tokenize
+from newswatch.shared import yaml_input
 
 STARTER = "geopolitics.yaml"
 
@@ -60,8 +61,8 @@ def load_sets(path: Path | str) -> list[list[str]]:
     """Alias sets from a YAML file: a list of lists of names. Errors name the file and entry."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml_input.load(text, str(path))
+    except (OSError, yaml_input.YamlInputError) as exc:
         raise AliasError(f"cannot read alias file {path}: {exc}") from exc
     return _validated(data, str(path))
 

@@ -349,27 +349,47 @@ def _near(node: Near, left_of: Matcher, right_of: Matcher) -> Matcher:
         right = right_of(doc) if left is not None else None
         if left is None or right is None:
             return None
-        spans = []
-        for ls, le in left.spans:
-            for rs, re_ in right.spans:
-                if ls >> _FIELD_BITS != rs >> _FIELD_BITS:
-                    continue
-                if ordered:
-                    close = le < rs and rs - le <= distance
-                else:
-                    close = (le < rs and rs - le <= distance) or (re_ < ls and ls - re_ <= distance)
-                if close:
-                    spans.append((min(ls, rs), max(le, re_)))
+        spans = _close_pairs(left.spans, right.spans, distance)
+        if not ordered:
+            spans |= {(s, e) for s, e in _close_pairs(right.spans, left.spans, distance)}
         if not spans:
             return None
         used = {p for s, e in spans for p in range(s, e + 1)}
-        hit = Hit(sorted(set(spans)))
+        hit = Hit(sorted(spans))
         for side in (left, right):
             for term, positions in side.terms.items():
                 hit.terms.setdefault(term, set()).update(positions & used or positions)
         return hit
 
     return near
+
+
+def _close_pairs(first: list[Span], then: list[Span], distance: int) -> set[Span]:
+    """The spans of ``first`` followed within ``distance`` by one of ``then`` (same field),
+    each joined to the nearest such follower, and each of ``then`` joined to the nearest of
+    ``first`` before it: at most one pair per span, so the work grows with the number of
+    hits, never with their product (a chain of NEARs over a common word once cost seconds).
+    A nearer pair is always the tighter span, so no match is lost by keeping only these."""
+    if not first or not then:
+        return set()
+    by_start = sorted(set(then))
+    starts = [s for s, _e in by_start]
+    by_end = sorted(set(first), key=lambda span: span[1])
+    ends = [e for _s, e in by_end]
+    out: set[Span] = set()
+    for ls, le in by_end:  # the nearest follower of each span of ``first``
+        i = bisect.bisect_right(starts, le)
+        if i < len(starts):
+            rs, re_ = by_start[i]
+            if rs - le <= distance and ls >> _FIELD_BITS == rs >> _FIELD_BITS:
+                out.add((ls, max(le, re_)))
+    for rs, re_ in by_start:  # the nearest span of ``first`` before each follower
+        j = bisect.bisect_left(ends, rs) - 1
+        if j >= 0:
+            ls, le = by_end[j]
+            if rs - le <= distance and ls >> _FIELD_BITS == rs >> _FIELD_BITS:
+                out.add((min(ls, rs), max(le, re_)))
+    return out
 
 
 def _leaf(name: str, spans: list[Span]) -> Hit | None:

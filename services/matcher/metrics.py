@@ -102,6 +102,12 @@ class MatcherMetrics:
         )
         for reason in TOPIC_ERROR_REASONS:
             self.topic_errors.labels(reason)
+        self.topics_disabled = Counter(
+            "newswatch_matcher_topics_disabled_total",
+            "Topics set aside because one item took longer than matcher.topic_budget to evaluate "
+            "(each stays out until its definition changes; the log names it).",
+            registry=registry,
+        )
 
     def count_topic_match(self, topic_id: str) -> None:
         if topic_id not in self._labelled and len(self._labelled) < TOPIC_LABELS:

@@ -26,6 +26,15 @@ from newswatch.matcher.text import tokenize
 MAX_DISTANCE = 100
 #: Shortest prefix a wildcard may have: ``a*`` would match most of the dictionary.
 MIN_PREFIX = 3
+#: What one query may hold, so that its cost on an item is bounded before it is ever run
+#: (a 94-byte chain of NEARs once took 1.6 s per 5,000-character item, a 601-character
+#: run of ``(`` crashed the parser). Each limit is named in the error that refuses it.
+MAX_QUERY_CHARS = 4096
+MAX_DEPTH = 8  # groups and NOTs inside one another
+MAX_TERMS = 64  # words, phrases, wildcards and entities in all
+MAX_OR_WIDTH = 64  # alternatives of one OR (a set probe each: cheap)
+MAX_NEARS = 4  # NEAR/ONEAR operators in all
+MAX_NEAR_ALTERNATIVES = 16  # alternatives on one side of a NEAR (each name of an entity counts)
 _NEAR = re.compile(r"^(O?NEAR)(?:/(\d+))?$")
 _FIELD = re.compile(r"^([A-Za-z_]+):")
 
@@ -104,10 +113,15 @@ def _classify(source: str, run: str, pos: int) -> list[_Tok]:
 
 class _Parser:
     def __init__(self, source: str, aliases: AliasTable) -> None:
+        if len(source) > MAX_QUERY_CHARS:
+            raise QueryError(source[:80] + "…", 0, f"the query is longer than {MAX_QUERY_CHARS} characters")
         self.source = source
         self.aliases = aliases
         self.tokens = _lex(source)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
+        self.nears = 0
 
     @property
     def tok(self) -> _Tok:
@@ -131,10 +145,13 @@ class _Parser:
         return node
 
     def parse_or(self, field: str | None) -> Node:
+        start = self.tok
         children = [self.parse_and(field)]
         while self.tok.kind == "or":
             self.take()
             children.append(self.parse_and(field))
+            if len(children) > MAX_OR_WIDTH:
+                raise self.error(f"an OR may have at most {MAX_OR_WIDTH} alternatives (MAX_OR_WIDTH)", start)
         return children[0] if len(children) == 1 else Or(tuple(children))
 
     def parse_and(self, field: str | None) -> Node:
@@ -152,23 +169,48 @@ class _Parser:
         left = self.parse_unary(field)
         while self.tok.kind == "near":
             op = self.take()
+            self.nears += 1
+            if self.nears > MAX_NEARS:
+                raise self.error(f"a query may hold at most {MAX_NEARS} NEAR/ONEAR operators (MAX_NEARS)", op)
             right = self.parse_unary(field)
             for side in (left, right):
                 if not _positional(side):
                     raise self.error(
                         f"{op.text} needs words, phrases, wildcards or OR-groups of them on both sides", op
                     )
+                if _alternatives(side) > MAX_NEAR_ALTERNATIVES:
+                    raise self.error(
+                        f"a side of {op.text} may have at most {MAX_NEAR_ALTERNATIVES} alternatives, each name "
+                        f"of an entity counting (MAX_NEAR_ALTERNATIVES)",
+                        op,
+                    )
             left = Near(left, right, op.distance, op.ordered)
         return left
 
     def parse_unary(self, field: str | None) -> Node:
         if self.tok.kind == "not":
-            self.take()
-            return Not(self.parse_unary(field))
+            tok = self.take()
+            self.enter(tok)
+            node = Not(self.parse_unary(field))
+            self.depth -= 1
+            return node
         return self.parse_primary(field)
+
+    def enter(self, tok: _Tok) -> None:
+        """One level deeper (a group or a NOT); refused past MAX_DEPTH, before recursing."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"groups and NOTs may nest at most {MAX_DEPTH} levels deep (MAX_DEPTH)", tok)
+
+    def term(self, tok: _Tok) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.error(f"a query may hold at most {MAX_TERMS} terms (MAX_TERMS)", tok)
 
     def parse_primary(self, field: str | None) -> Node:
         tok = self.take()
+        if tok.kind in ("phrase", "prefix", "word"):
+            self.term(tok)
         if tok.kind == "field":
             if field is not None:
                 raise self.error(f"field {tok.text}: inside {field}: is not allowed", tok)
@@ -176,10 +218,12 @@ class _Parser:
                 raise self.error(f"expected a word, phrase or group after {tok.text}:")
             return self.parse_primary(tok.text)
         if tok.kind == "lparen":
+            self.enter(tok)
             node = self.parse_or(field)
             if self.tok.kind != "rparen":
                 raise self.error("')' expected to close the group opened", tok)
             self.take()
+            self.depth -= 1
             return node
         if field == "lang" and tok.kind != "word":
             raise self.error("lang: takes a language code such as en or pt-br", tok)
@@ -226,6 +270,17 @@ class _Parser:
             else:
                 out.append(match)
         return out
+
+
+def _alternatives(node: Node) -> int:
+    """How many alternatives a NEAR operand tries at each position (its evaluation width)."""
+    if isinstance(node, Or):
+        return sum(_alternatives(c) for c in node.children)
+    if isinstance(node, Alias):
+        return len(node.names)
+    if isinstance(node, Near):
+        return _alternatives(node.left) + _alternatives(node.right)
+    return 1
 
 
 def _positional(node: Node) -> bool:

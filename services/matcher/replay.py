@@ -80,13 +80,24 @@ def backfill(
     topics: Sequence[Topic],
     items: Sequence[Item],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    for_owner: str | None = None,
 ) -> int:
-    """Publish the matches of ``topics`` among ``items`` to newswatch.matches; returns how many."""
+    """Publish the matches of ``topics`` among ``items`` to newswatch.matches; returns how many.
+    ``for_owner``: only that owner's subscriptions get them (a backfill never alerts others)."""
     records = [
         Record(
             MATCHES,
             topic.id,
-            encode(Match(topic_id=topic.id, query=topic.query, item=item, reason=reason, matched_at=now())),
+            encode(
+                Match(
+                    topic_id=topic.id,
+                    query=topic.query,
+                    item=item,
+                    reason=reason,
+                    matched_at=now(),
+                    for_owner=for_owner,
+                )
+            ),
         )
         for topic in topics
         for item, reason in evaluate(compiler, topic, items)

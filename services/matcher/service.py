@@ -54,11 +54,13 @@ class ItemProcessor:
         sink: Sink,
         metrics: MatcherMetrics,
         clock: Clock = SYSTEM,
+        budget: float = 0.05,
     ) -> None:
         self._table = table
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
+        self._budget = budget
 
     def decode(self, message: Message) -> Item:
         return decode(Item, message.value)
@@ -104,7 +106,9 @@ class ItemProcessor:
         started = time.perf_counter()
         doc = Document.from_item(item)
         topics = self._table.topics  # one set for the whole item, even if a change lands meanwhile
-        found, candidates = topics.matches(doc)
+        found, candidates, slow = topics.timed_matches(doc, self._budget)
+        for topic, seconds in slow:
+            self._table.disable(topic, seconds, self._budget)
         self._metrics.candidates.observe(candidates)
         now = self._clock.now()
         matches = [
@@ -156,7 +160,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         items_consumer.subscribe([ITEMS])
         loop = ConsumerLoop(
             items_consumer,
-            ItemProcessor(table, publisher, metrics),
+            ItemProcessor(table, publisher, metrics, budget=config.matcher.topic_budget),
             publisher,
             metrics.pipeline,
             "matcher",

@@ -31,6 +31,7 @@ class TopicTable:
         self._compiler = compiler
         self.topics = TopicSet(compiler, stats=KeyStats())
         self._planned_at = 0  # stats.items when the index was last planned
+        self._disabled: dict[str, str] = {}  # topic id → the query set aside (until it changes)
 
     def assign(self, stop: threading.Event, timeout: float = 60.0) -> None:
         self._reader.assign(stop, timeout)
@@ -67,6 +68,26 @@ class TopicTable:
         )
         return True
 
+    def disable(self, topic: Topic, seconds: float, budget: float) -> None:
+        """Sets a topic aside: one item took ``seconds`` (over the ``budget``). It stays out
+        of the live set until a new definition of it arrives."""
+        if self.topics.get(topic.id) is None:
+            return
+        self._disabled[topic.id] = topic.query
+        self.topics = self.topics.updated({topic.id: None})
+        self._metrics.topics_disabled.inc()
+        self._metrics.topics_loaded.set(len(self.topics))
+        log.error(
+            "topic disabled: one item took longer than matcher.topic_budget to evaluate; "
+            "it stays out until its definition changes",
+            extra={
+                "topic_id": topic.id,
+                "query": topic.query,
+                "seconds": round(seconds, 3),
+                "budget": budget,
+            },
+        )
+
     def _apply_all(self, records: list[Any]) -> None:
         changes: dict[str, Topic | None] = {}
         for message in records:
@@ -85,6 +106,7 @@ class TopicTable:
             if current is not None:
                 log.info("topic deleted", extra={"topic_id": topic_id})
             changes[topic_id] = None
+            self._disabled.pop(topic_id, None)
             return
         try:
             definition = decode(TopicDefinition, message.value)
@@ -99,6 +121,9 @@ class TopicTable:
                 "topic rejected; the previous version stays", extra={"topic_id": topic_id, "error": str(exc)}
             )
             return
+        if self._disabled.get(topic.id) == topic.query:
+            return  # the same definition again (a re-read table): it stays set aside
+        self._disabled.pop(topic.id, None)
         if topic != current:
             level = logging.INFO if topic.indexed else logging.WARNING
             log.log(

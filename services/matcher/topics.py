@@ -9,6 +9,7 @@ never half of one.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -137,11 +138,28 @@ class TopicSet:
 
         Only presearch candidates are evaluated.
         """
+        found, candidates, _slow = self.timed_matches(doc, float("inf"))
+        return found, candidates
+
+    def timed_matches(
+        self, doc: Document, budget: float
+    ) -> tuple[list[tuple[Topic, MatchReason]], int, list[tuple[Topic, float]]]:
+        """``matches``, and the topics that took longer than ``budget`` seconds on ``doc``.
+
+        Query limits bound a topic's cost by construction; this is the guard behind them: a
+        topic that still costs more is reported, so the matcher can set it aside instead of
+        stalling every item behind it."""
         found = []
+        slow: list[tuple[Topic, float]] = []
         plans = self._plans
         candidates = self._candidates(doc)
+        clock = time.perf_counter
         for position in candidates:
             plan = plans[position]
+            started = clock()
             if plan.check(doc):  # the cheap test; the reason's work only for a match
                 found.append((self._ordered[position], plan.explain_match(doc)))
-        return found, len(candidates)
+            took = clock() - started
+            if took > budget:
+                slow.append((self._ordered[position], took))
+        return found, len(candidates), slow
