@@ -8,11 +8,11 @@ reader that does not know it.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
 
 from newswatch.shared.errors import ContractError
 
@@ -120,6 +120,10 @@ class Match(_Payload):
     item: Item
     reason: MatchReason
     matched_at: datetime
+    for_owner: str | None = Field(
+        default=None,
+        description="only this owner's subscriptions get it (a backfill through the API); absent: all",
+    )
 
 
 class TopicDefinition(_Payload):
@@ -172,13 +176,25 @@ def encode(payload: _Payload) -> bytes:
     return payload.model_dump_json(exclude_none=False).encode("utf-8")
 
 
+#: Largest payload a reader accepts: an item carries at most its sanitized content (the
+#: fetcher caps a whole feed at 10 MB); anything bigger is refused before it is parsed.
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
 def decode(model: type[P], raw: bytes | None) -> P:
-    """Parse and validate ``raw`` as ``model``, or raise ContractError saying what is wrong."""
+    """Parse and validate ``raw`` as ``model``, or raise ContractError saying what is wrong.
+
+    Whatever the bytes, this raises nothing else: the parser (pydantic-core's) refuses
+    nesting deeper than 200 levels with an error instead of recursing (``json.loads`` raised
+    RecursionError on deep input, which no handler expected), and the size is checked first.
+    """
     if raw is None:
         raise ContractError(f"{model.__name__}: empty value (tombstone) where a payload was expected")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"{model.__name__}: {len(raw)} bytes, more than {MAX_PAYLOAD_BYTES} accepted")
     try:
-        data: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data: Any = from_json(raw)
+    except ValueError as exc:
         raise ContractError(f"{model.__name__}: not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ContractError(f"{model.__name__}: expected a JSON object, got {type(data).__name__}")
@@ -189,6 +205,8 @@ def decode(model: type[P], raw: bytes | None) -> P:
         )
     try:
         return model.model_validate(data)
+    except RecursionError as exc:  # not expected past the parser's own limit; never a crash
+        raise ContractError(f"{model.__name__}: nested too deeply") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"

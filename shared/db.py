@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -58,8 +59,11 @@ class StoreError(NewswatchError):
 _OUTAGES = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 
-def database_url(configured: str | None, state_dir: Path, service: str) -> str:
-    """The configured URL, else a SQLite file for this service in ``state_dir``."""
+def database_url(configured: SecretStr | str | None, state_dir: Path, service: str) -> str:
+    """The configured URL (a secret: it may hold a password), else a SQLite file for this
+    service in ``state_dir``."""
+    if isinstance(configured, SecretStr):
+        configured = configured.get_secret_value()
     if configured:
         return configured
     return f"sqlite:///{state_dir / f'{service}.sqlite3'}"

@@ -1,15 +1,26 @@
-"""SSRF guard: feeds and webhooks may only reach public addresses, unless allowed.
+"""The egress policy (SSRF guard): every outbound connection — feeds, webhooks, Apprise's
+HTTP plugins, SMTP — may only reach public addresses, unless allowed.
 
-A feed URL or webhook is user input; without this check it could make newswatch read
-cloud metadata (169.254.169.254) or poke services on the private network. Private,
-loopback, link-local, multicast and reserved targets are refused unless their network is
-listed in ``allow_networks``. Checked on every request, redirects included.
+A feed URL, a webhook or a notification URL is user input; without this check it could
+make newswatch read cloud metadata (169.254.169.254) or poke services on the private network.
+Private, loopback, link-local, multicast and reserved targets are refused unless their network
+is listed in ``allow_networks``. The host is resolved and checked when the connection is made
+(redirect hops included), and the connection goes to that very address, so a name that
+resolves elsewhere later (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import ipaddress
+import re
+import smtplib
 import socket
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -56,6 +67,9 @@ class NetGuard:
     def __init__(self, allow: Sequence[IPNetwork], resolver: Resolver = system_resolver) -> None:
         self._allow = tuple(allow)
         self._resolver = resolver
+
+    def allows(self, address: IPAddress) -> bool:
+        return address_allowed(address, self._allow)
 
     def check(self, host: str, port: int) -> str:
         """The address to connect to; BlockedAddressError if any address of ``host`` is not permitted."""
@@ -170,3 +184,130 @@ def guarded_transport(guard: NetGuard, limits: httpx.Limits) -> httpx.HTTPTransp
         network_backend=GuardedBackend(guard),
     )
     return transport
+
+
+# --- the same policy for connections made by other libraries -----------------------------
+
+
+class _Blocked(OSError):
+    """Raised inside a library's connect (an OSError, so the library reports a failed
+    connection as usual); the guard also notes it, see ``blocked_since``."""
+
+
+_noted = threading.local()
+_blocks: dict[str, tuple[float, str]] = {}  # host → (monotonic time, why), the latest refusal
+_blocks_lock = threading.Lock()
+
+
+def blocked_here() -> str | None:
+    """The last address the guard refused on this thread since ``clear_blocked`` (how a channel
+    built on a library that swallows errors tells "blocked" from "unreachable")."""
+    found: str | None = getattr(_noted, "blocked", None)
+    return found
+
+
+def clear_blocked() -> None:
+    _noted.blocked = None
+
+
+def blocked_since(started: float, host: str) -> str | None:
+    """Why the guard refused ``host`` at or after ``started`` (monotonic), in any thread: a
+    library that connects from its own worker threads (Apprise) is covered too."""
+    with _blocks_lock:
+        found = _blocks.get(host.lower())
+    return found[1] if found is not None and found[0] >= started else None
+
+
+def guarded_connect(
+    guard: NetGuard, host: str, port: int, timeout: float | None, source: tuple[str, int] | None = None
+) -> socket.socket:
+    """A TCP connection to ``host`` made only to the address the guard vetted."""
+    try:
+        address = guard.check(host, port)
+    except BlockedAddressError as exc:
+        _noted.blocked = str(exc)
+        with _blocks_lock:
+            if len(_blocks) > 1000:
+                _blocks.clear()
+            _blocks[host.lower()] = (time.monotonic(), str(exc))
+        raise _Blocked(str(exc)) from exc
+    return socket.create_connection((address, port), timeout, source)
+
+
+def install_urllib3_guard(guard: NetGuard) -> None:
+    """Routes every connection urllib3 makes in this process (the ``requests`` library under
+    Apprise's HTTP plugins) through the guard, so a chat or JSON notification URL cannot
+    reach an address the policy refuses, whatever its name resolves to at send time."""
+    from urllib3.util import connection  # noqa: PLC0415 - only the notifier sends through urllib3
+
+    def create_connection(
+        address: tuple[str, int],
+        timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        source_address: tuple[str, int] | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> socket.socket:
+        host, port = address
+        sock = guarded_connect(guard, host.strip("[]"), port, timeout, source_address)
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        return sock
+
+    connection.create_connection = create_connection
+
+
+class GuardedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` connecting only to an address the guard vetted (STARTTLS still checks
+    the certificate against the host name)."""
+
+    def __init__(self, guard: NetGuard, **kwargs: Any) -> None:
+        self._guard = guard
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        self._host = host  # STARTTLS checks the certificate against this name
+        return guarded_connect(self._guard, host, port, timeout, _source(self.source_address))
+
+
+class GuardedSMTPSSL(smtplib.SMTP_SSL):
+    """``smtplib.SMTP_SSL`` (implicit TLS) connecting only to an address the guard vetted."""
+
+    def __init__(self, guard: NetGuard, **kwargs: Any) -> None:
+        self._guard = guard
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        self._host = host
+        sock = guarded_connect(self._guard, host, port, timeout, _source(self.source_address))
+        return self.context.wrap_socket(sock, server_hostname=host)
+
+
+def _source(address: Any) -> tuple[str, int] | None:
+    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+
+
+@functools.cache
+def apprise_http_schemes() -> frozenset[str]:
+    """Apprise's URL schemes whose plugin sends with ``requests`` (so through urllib3, which the
+    egress guard covers); the others (SMTP, MQTT, XMPP, IRC, syslog, desktop …) connect their
+    own way and are refused."""
+    from apprise.manager_plugins import NotificationManager  # noqa: PLC0415 - Apprise's registry
+
+    calls = re.compile(r"requests\.(?:post|get|put|request|delete|patch)\(")
+    manager = NotificationManager()  # type: ignore[no-untyped-call]
+    found = set()
+    for schema in manager.schemas():  # type: ignore[no-untyped-call]
+        plugin = manager[schema]
+        modules = {k.__module__ for k in plugin.__mro__ if k.__module__.startswith("apprise.plugins")}
+        with contextlib.suppress(OSError, TypeError):
+            if any(calls.search(inspect.getsource(sys.modules[m])) for m in modules):
+                found.add(schema.lower())
+    return frozenset(found)
+
+
+def apprise_refusal(url: str) -> str | None:
+    """Why an Apprise notification URL may not be used, or None: only plugins that send over
+    HTTP, whose connections the guard checks (see ``install_urllib3_guard``)."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in apprise_http_schemes():
+        return f"{scheme}:// notifications are not supported (only Apprise plugins that send over HTTP)"
+    return None

@@ -191,9 +191,13 @@ def _enclosures(entry: Any, base: str) -> tuple[Enclosure, ...]:
 
 
 def _absolute(link: str, base: str) -> str:
+    """The entry's link made absolute; only http(s) survives. A feed is untrusted: a
+    ``javascript:`` or ``data:`` link would otherwise reach an email's ``href``, a chat
+    message's Markdown link, or a page of the web app."""
     if not link:
         return base
-    return link if link.startswith(("http://", "https://")) else urljoin(base, link)
+    absolute = link if link.lower().startswith(("http://", "https://")) else urljoin(base, link)
+    return absolute if absolute.lower().startswith(("http://", "https://")) else ""
 
 
 def normalize_entry(entry: Any, feed: FeedContext, fetched_at: datetime) -> Item:

@@ -14,21 +14,33 @@ loop, which decides what goes when.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import smtplib
 import ssl
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import apprise
 
 from newswatch.notifier.errors import DeliveryError
-from newswatch.notifier.model import Outgoing
+from newswatch.notifier.model import Outgoing, channel_kind
 from newswatch.notifier.render import render, subject
 from newswatch.notifier.webhook import WebhookClient, alert_body, digest_body, post_webhook
 from newswatch.shared.config import SmtpSettings
+from newswatch.shared.netguard import (
+    GuardedSMTP,
+    GuardedSMTPSSL,
+    NetGuard,
+    apprise_refusal,
+    blocked_here,
+    blocked_since,
+    clear_blocked,
+)
 
 
 class Channel(Protocol):
@@ -77,23 +89,34 @@ class InThreads:
 
 class EmailChannel:
     """SMTP with ``smtplib`` (standard library): text and HTML alternatives, one Message-ID
-    per alert so mail clients thread and dedup a retried send."""
+    per alert (the same on every attempt, so mail clients thread and dedup a retried send),
+    to the configured server only, through the egress guard."""
 
-    def __init__(self, settings: SmtpSettings, connect: Callable[..., smtplib.SMTP] | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        guard: NetGuard,
+        connect: Callable[..., smtplib.SMTP] | None = None,
+    ) -> None:
         self._settings = settings
+        self._guard = guard
         self._connect = connect
 
     def send(self, out: Outgoing) -> None:
         settings = self._settings
         recipient = out.to[len("mailto:") :].split("?", 1)[0]
-        message = EmailMessage()
-        message["Subject"] = subject(out.views, out.digest)
-        message["From"] = settings.sender
-        message["To"] = recipient
-        message["Date"] = formatdate(out.sent_at.timestamp(), usegmt=True)
-        message["Message-ID"] = make_msgid(idstring=out.message_id, domain="newswatch")
-        message.set_content(render(out.views, out.subscription_id, "text"))
-        message.add_alternative(render(out.views, out.subscription_id, "html"), subtype="html")
+        try:
+            message = EmailMessage()
+            message["Subject"] = subject(out.views, out.digest)
+            message["From"] = settings.sender
+            message["To"] = recipient
+            message["Date"] = formatdate(out.sent_at.timestamp(), usegmt=True)
+            message["Message-ID"] = f"<{out.message_id}@newswatch>"
+            message.set_content(render(out.views, out.subscription_id, "text"))
+            message.add_alternative(render(out.views, out.subscription_id, "html"), subtype="html")
+        except ValueError as exc:  # a header the email package refuses (CR/LF): retrying cannot help
+            raise DeliveryError(f"cannot build the email: {exc}", permanent=True, reason="render") from exc
+        clear_blocked()
         try:
             with self._open() as smtp:
                 smtp.send_message(message)
@@ -113,10 +136,11 @@ class EmailChannel:
                 reason="smtp_5xx" if exc.smtp_code >= 500 else "smtp_4xx",
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
+            blocked = blocked_here()
             raise DeliveryError(
-                f"SMTP {settings.host}:{settings.port}: {type(exc).__name__}: {exc}",
-                permanent=False,
-                reason="network",
+                f"SMTP {settings.host}:{settings.port}: {blocked or f'{type(exc).__name__}: {exc}'}",
+                permanent=blocked is not None,
+                reason="blocked" if blocked else "network",
             ) from exc
 
     def _open(self) -> smtplib.SMTP:
@@ -125,43 +149,84 @@ class EmailChannel:
             return self._connect()
         cafile = str(settings.ca_file) if settings.ca_file else None
         if settings.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host,
-                settings.port,
-                timeout=settings.timeout,
-                context=ssl.create_default_context(cafile=cafile),
+            smtp: smtplib.SMTP = GuardedSMTPSSL(
+                self._guard, timeout=settings.timeout, context=ssl.create_default_context(cafile=cafile)
             )
         else:
-            smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            smtp = GuardedSMTP(self._guard, timeout=settings.timeout)
+        try:
+            smtp.connect(settings.host, settings.port)
             if settings.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context(cafile=cafile))
-        if settings.username:
-            smtp.login(settings.username, settings.password or "")
+            if settings.username:
+                password = settings.password.get_secret_value() if settings.password else ""
+                smtp.login(settings.username, password)
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
 
 class AppriseChannel:
-    """Everything else, through Apprise's plugins (not hand-written senders). Apprise
-    reports only success or failure, so a failure is treated as transient and retried."""
+    """Everything else, through Apprise's plugins (not hand-written senders). Only plugins
+    that send over HTTP are used (``apprise_refusal``): their connections go through the
+    egress guard (``install_urllib3_guard``). Apprise reports only success or failure, so a
+    failure is treated as transient and retried, unless the guard refused the address."""
 
     def send(self, out: Outgoing) -> None:
+        refused = apprise_refusal(out.to)
+        if refused:
+            raise DeliveryError(refused, permanent=True, reason="bad_url")
         notifier = apprise.Apprise()
         if not notifier.add(out.to):
             raise DeliveryError("notification URL not accepted by Apprise", permanent=True, reason="bad_url")
         body = render(out.views, out.subscription_id, "markdown")
+        started = time.monotonic()
         ok = notifier.notify(
             body=body, title=subject(out.views, out.digest), body_format=apprise.NotifyFormat.MARKDOWN
         )
         if not ok:
+            blocked = blocked_since(started, urlsplit(out.to).hostname or "")
+            if blocked:
+                raise DeliveryError(blocked, permanent=True, reason="blocked")
             raise DeliveryError(
                 "Apprise could not deliver the notification", permanent=False, reason="apprise"
             )
 
 
-def channels(client: WebhookClient, smtp: SmtpSettings, pool: Executor) -> dict[str, Channel]:
+def destination_refusal(to: str, guard: NetGuard) -> str | None:
+    """Why a subscription may not send to ``to``, or None: checked when it is created, so a
+    plainly forbidden target is a 422 at once (a host written as an address that the egress
+    policy refuses, a notification plugin the guard cannot cover). Names are checked again,
+    resolved, each time a connection is made."""
+    kind = channel_kind(to)
+    if kind == "email":
+        return None
+    if kind == "apprise":
+        refused = apprise_refusal(to)
+        if refused:
+            return refused
+    host = urlsplit(to).hostname or ""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return (
+            "localhost is not a public address"
+            if host.lower() in ("localhost", "localhost.")
+            and not guard.allows(ipaddress.ip_address("127.0.0.1"))
+            else None
+        )
+    return (
+        None if guard.allows(address) else f"{address} is not a public address; the egress policy refuses it"
+    )
+
+
+def channels(
+    client: WebhookClient, smtp: SmtpSettings, pool: Executor, guard: NetGuard
+) -> dict[str, Channel]:
     """Every channel, its sends run in ``pool`` (the sender threads)."""
     return {
         "webhook": InThreads(WebhookChannel(client), pool),
-        "email": InThreads(EmailChannel(smtp), pool),
+        "email": InThreads(EmailChannel(smtp, guard), pool),
         "apprise": InThreads(AppriseChannel(), pool),
     }

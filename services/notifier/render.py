@@ -66,6 +66,24 @@ def md_escape(value: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", value)
 
 
+def web_url(value: str) -> str:
+    """``value`` if it is an http(s) URL, else "": a link in a message never runs script
+    (``javascript:``) or carries data, whatever an item or a producer put in it."""
+    return value if value.lower().startswith(("http://", "https://")) else ""
+
+
+def md_url(value: str) -> str:
+    """A URL for a Markdown link target: http(s) only, with what could end the target escaped."""
+    return (
+        web_url(value)
+        .replace("(", "%28")
+        .replace(")", "%29")
+        .replace(" ", "%20")
+        .replace("<", "%3C")
+        .replace(">", "%3E")
+    )
+
+
 def subject(views: list[AlertView], digest: bool) -> str:
     if not digest and views:
         return f"[{views[0].topic}] {views[0].title}"
@@ -82,6 +100,8 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_escape
+    env.filters["web_url"] = web_url
+    env.filters["md_url"] = md_url
     return env
 
 

@@ -22,6 +22,7 @@ import httpx
 
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.model import AlertView
+from newswatch.shared.config import redact_url
 from newswatch.shared.contract import Match
 from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.errors import BlockedAddressError
@@ -167,22 +168,25 @@ def post_webhook(
 ) -> None:
     """POST once; 2xx is success, 408/429/5xx/network are transient, other 4xx permanent."""
     data, headers = webhook_request(message_id, body, secret, now, traceparent)
+    where = redact_url(url)  # a webhook's path often is its credential (Slack, Discord): never logged
     try:
         status, answer = client.post(url, data, headers)
     except BlockedAddressError as exc:
-        raise DeliveryError(f"{url}: {exc}", permanent=True, reason="blocked") from exc
+        raise DeliveryError(f"{where}: {exc}", permanent=True, reason="blocked") from exc
     except httpcore.UnsupportedProtocol as exc:
-        raise DeliveryError(f"{url}: {exc}", permanent=True, reason="bad_url") from exc
+        raise DeliveryError(f"{where}: {exc}", permanent=True, reason="bad_url") from exc
     except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-        raise DeliveryError(f"{url}: {type(exc).__name__}: {exc}", permanent=False, reason="network") from exc
+        raise DeliveryError(
+            f"{where}: {type(exc).__name__}: {exc}", permanent=False, reason="network"
+        ) from exc
     if 200 <= status < 300:
         return
     if status < 400:  # 1xx/3xx: the endpoint is not a webhook receiver
-        raise DeliveryError(f"{url}: unexpected HTTP {status}", permanent=True, reason="http_other")
+        raise DeliveryError(f"{where}: unexpected HTTP {status}", permanent=True, reason="http_other")
     permanent = status < 500 and status not in (408, 429)
     reason = "http_4xx" if status < 500 else "http_5xx"
     raise DeliveryError(
-        f"{url}: HTTP {status}",
+        f"{where}: HTTP {status}",
         permanent=permanent,
         reason=reason,
         retry_after=parse_retry_after(answer.get("retry-after"), now),

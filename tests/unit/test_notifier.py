@@ -16,12 +16,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from newswatch.demo.feeds_only import serve_demo_feeds
 from newswatch.demo.receiver import format_alert
+from newswatch.notifier.catalog import new_secret
 from newswatch.notifier.dispatcher import backoff
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.fingerprint import fingerprint
 from newswatch.notifier.model import Report, alert_id_for
+from newswatch.notifier.outbox import signed, unsigned
 from newswatch.notifier.render import render, subject, view
-from newswatch.notifier.store import new_secret, signed, unsigned
 from newswatch.notifier.webhook import alert_body, digest_body, make_client, post_webhook, sign
 from newswatch.shared.cadence import parse_cadence, parse_quiet_hours
 from newswatch.shared.config import NotifierSettings
