@@ -113,8 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         config_arg(p)
         p.add_argument("--bootstrap", help="broker host:port (default: config, env, or the running `up`)")
 
-    apply = sub.add_parser("apply", help="load a config file's topics into the running system")
-    apply.add_argument("-f", "--file", type=Path, required=True, help="YAML file with a `topics:` list")
+    apply = sub.add_parser(
+        "apply", help="load a YAML file's topics and subscriptions through the notifier's API (admin token)"
+    )
+    apply.add_argument(
+        "-f", "--file", type=Path, required=True, help="YAML file with `topics:` (and `subscriptions:`)"
+    )
     config_arg(apply)
     apply.add_argument("--bootstrap", help="broker host:port (default: config, env, or the running `up`)")
     apply.add_argument(
@@ -124,9 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument(
         "--server",
-        help="notifier API URL (default $NEWSWATCH_API_URL): apply topics and subscriptions through it",
+        help="notifier API URL (default $NEWSWATCH_API_URL, else the `up` running here)",
     )
-    apply.add_argument("--token", help="API bearer token (default $NEWSWATCH_API_TOKEN)")
+    apply.add_argument("--token", help="API bearer token, admin (default $NEWSWATCH_API_TOKEN)")
+    apply.add_argument(
+        "--direct",
+        action="store_true",
+        help="publish the topics straight to Kafka, past the API's ownership rules (operators only)",
+    )
 
     tokens = sub.add_parser("tokens", help="manage API bearer tokens (in the notifier's database)")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
@@ -135,7 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--owner", required=True, help="who the token acts as (sees only their subscriptions)"
     )
     create.add_argument("--name", default="", help="a label, e.g. the client it is for")
-    config_arg(create)
+    create.add_argument(
+        "--role",
+        choices=("admin", "subscriber"),
+        default="subscriber",
+        help="admin: topics, backfills, apply, tokens; subscriber: own subscriptions (default)",
+    )
+    create.add_argument("--expires", metavar="DURATION", help="e.g. 90d (default: never)")
+    listing = tokens_sub.add_parser("list", help="list tokens: id, owner, role, last use (never the token)")
+    listing.add_argument("--owner", help="only this owner's")
+    revoke = tokens_sub.add_parser("revoke", help="revoke a token by its id (see `tokens list`)")
+    revoke.add_argument("token_id")
+    for p in (create, listing, revoke):
+        config_arg(p)
 
     topics = sub.add_parser("topics", help="try a query on recent news before creating a topic")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
@@ -170,10 +191,16 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "broker":
         return _broker(args.port)
     if command == "apply":
-        server = args.server or os.environ.get("NEWSWATCH_API_URL")
-        return _apply_via_api(args, server) if server else _apply(args)
+        if args.direct:
+            print(
+                "warning: --direct publishes topics to Kafka past the API's ownership rules, "
+                "and a backfill alerts every subscriber of the topics",
+                file=sys.stderr,
+            )
+            return _apply(args)
+        return _apply_via_api(args, _api_url(args))
     if command == "tokens":
-        return _tokens_create(args)
+        return _tokens(args)
     if command == "feeds":
         return _feeds(args)
     if command == "topics":
@@ -253,7 +280,11 @@ def _apply_via_api(args: argparse.Namespace, server: str) -> int:
 
     token = args.token or os.environ.get("NEWSWATCH_API_TOKEN")
     if not token:
-        raise ConfigError("--server needs a token: pass --token or set NEWSWATCH_API_TOKEN")
+        raise ConfigError(
+            "apply goes through the notifier's API and needs an admin token: pass --token or set "
+            "NEWSWATCH_API_TOKEN (make one with `newswatch tokens create --owner you --role admin`); "
+            "--direct publishes to Kafka instead"
+        )
     try:
         body = args.file.read_bytes()
     except OSError as exc:
@@ -275,20 +306,75 @@ def _apply_via_api(args: argparse.Namespace, server: str) -> int:
     )
     for sub_id, secret in result.get("secrets", {}).items():
         print(f"new subscription {sub_id}: webhook secret {secret} (shown once)")
+    if args.backfill:
+        _duration("--backfill", args.backfill)
+        document = load_config(args.file, env={})
+        for topic in document.topics:
+            done = httpx.put(
+                f"{server.rstrip('/')}/topics/{topic.id}",
+                params={"backfill": args.backfill},
+                json={"query": topic.query},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=120,
+            )
+            if done.status_code != 200:
+                raise ConfigError(
+                    f"backfill of {topic.id}: the API refused it ({done.status_code}): {done.text}"
+                )
+            print(f"backfill {topic.id}: {done.json().get('backfilled', 0)} match(es) for your subscriptions")
     return 0
 
 
-def _tokens_create(args: argparse.Namespace) -> int:
-    from newswatch.notifier.store import NotifierStore
-    from newswatch.shared.db import database_url, make_engine
+def _api_url(args: argparse.Namespace) -> str:
+    """--server, $NEWSWATCH_API_URL, else the API of the `up` running with this config."""
+    server: str | None = args.server or os.environ.get("NEWSWATCH_API_URL")
+    if server:
+        return server
+    config = load_config(args.config)
+    return f"http://{config.http.host}:{config.http.api_port}"
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    import time
+
+    from newswatch.notifier.database import open_db
 
     config = load_config(args.config)
-    store = NotifierStore(make_engine(database_url(config.database_url, config.state_dir, "notifier")))
+    expires = None
+    if getattr(args, "expires", None):
+        expires = time.time() + _duration("--expires", args.expires)
+    db = open_db(config)
     try:
-        token = store.create_token(args.owner, args.name)
+        if args.tokens_command == "create":
+            token, info = db.tokens.create(args.owner, args.name, args.role, expires)
+            print(token)
+            print(
+                f"id {info.token_id}, owner {info.owner}, role {info.role} (the token is shown once)",
+                file=sys.stderr,
+            )
+        elif args.tokens_command == "list":
+            for info in db.tokens.list(args.owner):
+                used = (
+                    time.strftime("%Y-%m-%d %H:%M", time.gmtime(info.last_used_at))
+                    if info.last_used_at
+                    else "never"
+                )
+                state = (
+                    "revoked"
+                    if info.revoked_at
+                    else "expired"
+                    if info.expires_at and info.expires_at < time.time()
+                    else "active"
+                )
+                print(
+                    f"{info.token_id}  {info.owner:<16} {info.role:<10} {state:<8} last used {used}  {info.name}"
+                )
+        elif not db.tokens.revoke(args.token_id):
+            raise ConfigError(f"no token {args.token_id!r} to revoke (see `newswatch tokens list`)")
+        else:
+            print(f"revoked {args.token_id}")
     finally:
-        store.close()
-    print(token)
+        db.close()
     return 0
 
 

@@ -43,8 +43,8 @@ from newswatch.notifier.destinations import Destinations, destination_of
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Delivery, Outgoing, Report, Subscription, alert_id_for, channel_kind
+from newswatch.notifier.outbox import Outbox, Outcome
 from newswatch.notifier.render import view
-from newswatch.notifier.store import NotifierStore, Outcome
 from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import NotifierSettings
 from newswatch.shared.contract import ALERTS, DLQ, DLQ_HEADERS, MATCHES, Alert, Match, encode
@@ -109,12 +109,12 @@ class _Task:
 class Dispatcher:
     def __init__(
         self,
-        store: NotifierStore,
+        store: Outbox,
         channels: Mapping[str, Channel],
         sink: Sink,
         metrics: NotifierMetrics,
         settings: NotifierSettings,
-        subscriptions: Subscriptions | None = None,
+        subscriptions: Subscriptions,
         clock: Clock = SYSTEM,
         rng: random.Random | None = None,
         wake: Callable[[], None] = lambda: None,
@@ -124,7 +124,7 @@ class Dispatcher:
         self._sink = sink
         self._metrics = metrics
         self._settings = settings
-        self._subscriptions = subscriptions or store.subscription
+        self._subscriptions = subscriptions
         self._clock = clock
         self._rng = rng or random.Random()
         self._wake = wake  # asks the sender loop for another claim (room was freed)
@@ -158,6 +158,7 @@ class Dispatcher:
         self._per_destination: dict[str, asyncio.Semaphore] = {}
         self._dirty = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._publishing: set[asyncio.Task[None]] = set()
         self._flusher = asyncio.create_task(self._flush_forever())
 
     # --- taking work (called from other threads) --------------------------------------
@@ -482,6 +483,15 @@ class Dispatcher:
             await asyncio.sleep(1.0)
             self._dirty.set()
             return
+        # The next outcomes are written while these are published: a send that finished is
+        # recorded within one database write, so a crash repeats hardly more than the sends
+        # in flight (waiting for Kafka's acknowledgements here let dozens pile up unrecorded).
+        publishing = asyncio.create_task(self._publish(batch))
+        self._publishing.add(publishing)
+        publishing.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, batch: list[tuple[Outcome, list[Record], Callable[[], None]]]) -> None:
+        """The recorded outcomes' Kafka records (alerts, dead letters), then their metrics and logs."""
         records = [r for _o, rs, _a in batch for r in rs]
         if records:
             try:
@@ -581,6 +591,7 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._flush()
+        await asyncio.gather(*self._publishing, return_exceptions=True)
         self._flusher.cancel()
         for channel in self._channels.values():
             closer = getattr(channel, "aclose", None)

@@ -1,4 +1,5 @@
-"""Delivery failures, split into the two classes operators act on differently."""
+"""The notifier's errors: delivery failures (split into the two classes operators act on
+differently) and refusals of what an owner asked for."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ class DeliveryError(NewswatchError):
         self.permanent = permanent
         self.reason = reason  # bounded metric label
         self.retry_after = retry_after
+
+
+class IdTakenError(NewswatchError):
+    """A topic or subscription id belongs (or belonged) to another owner: ids are never reused
+    across owners. The message names only the id, never the other owner or their objects."""
+
+
+class LimitError(NewswatchError):
+    """An owner reached a cap (topics, subscriptions) set by the operator."""

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Delivery, Subscription
 from newswatch.notifier.router import Accepts, Incoming, Router
-from newswatch.notifier.store import NotifierStore
 from newswatch.shared.contract import Match, decode
 from newswatch.shared.kafka_io import Envelope, Message
 from newswatch.shared.tracing import from_headers, trace_id
@@ -35,7 +35,7 @@ class Routes:
     """
 
     def __init__(
-        self, store: NotifierStore, every: float = 2.0, clock: Callable[[], float] = time.monotonic
+        self, store: Catalog, every: float = 2.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._store = store
         self._every = every
@@ -105,13 +105,17 @@ class MatchProcessor:
         self._handoff = handoff
         self._wake = wake  # the sender loop claims what was queued due (not handed over)
 
+    def _subscribers(self, match: Match) -> list[Subscription]:
+        """The subscriptions of the match's topic (of its one owner, for a backfill's match)."""
+        subs = self._routes.for_topic(match.topic_id)
+        return subs if match.for_owner is None else [s for s in subs if s.owner == match.for_owner]
+
     def decode(self, message: Message) -> Match:
         return decode(Match, message.value)
 
     def process(self, batch: Sequence[Envelope[Match]]) -> dict[int, BaseException]:
         incoming = [
-            Incoming(e.payload, self._routes.for_topic(e.payload.topic_id), from_headers(e.message.headers))
-            for e in batch
+            Incoming(e.payload, self._subscribers(e.payload), from_headers(e.message.headers)) for e in batch
         ]
         accepts: Accepts | None = self._handoff.budget().take if self._handoff is not None else None
         results = (

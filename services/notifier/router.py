@@ -32,7 +32,7 @@ from datetime import UTC, datetime, tzinfo
 from newswatch.notifier.destinations import destination_of
 from newswatch.notifier.fingerprint import fingerprint
 from newswatch.notifier.model import Delivery, Subscription, alert_id_for, channel_kind
-from newswatch.notifier.store import DigestEntry, NewStory, NotifierStore, Routing
+from newswatch.notifier.outbox import DigestEntry, NewStory, Outbox, Routing
 from newswatch.shared.cadence import Cadence, parse_cadence, parse_quiet_hours, parse_zone
 from newswatch.shared.config import NotifierSettings
 from newswatch.shared.contract import Match, encode
@@ -67,7 +67,7 @@ def _never(_destination: str) -> bool:
 
 
 class Router:
-    def __init__(self, store: NotifierStore, settings: NotifierSettings, lease: float = 30.0) -> None:
+    def __init__(self, store: Outbox, settings: NotifierSettings, lease: float = 30.0) -> None:
         self._store = store
         self._settings = settings
         self._lease = lease

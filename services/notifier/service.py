@@ -14,24 +14,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
-from newswatch.notifier.api import ApiServer, make_app
-from newswatch.notifier.channels import channels
+from newswatch.notifier.api import ApiContext, ApiServer, make_app
+from newswatch.notifier.catalog import Catalog
+from newswatch.notifier.channels import channels, destination_refusal
+from newswatch.notifier.database import open_db
 from newswatch.notifier.dispatcher import Dispatcher
+from newswatch.notifier.errors import IdTakenError
 from newswatch.notifier.intake import MatchProcessor, Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
-from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.stream import AlertHub, AlertTail
 from newswatch.notifier.topic_repair import TopicCheck, publish_topics
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.config import Config
 from newswatch.shared.contract import ALL_TOPICS, MATCHES
-from newswatch.shared.db import database_url, make_engine
+from newswatch.shared.errors import ConfigError
 from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
 from newswatch.shared.kafka_io import ConsumerLoop, Publisher, loop_policy
-from newswatch.shared.netguard import NetGuard
+from newswatch.shared.netguard import NetGuard, install_urllib3_guard
 
 log = logging.getLogger(__name__)
 GROUP_ID = "newswatch-notifier"
@@ -40,12 +42,29 @@ CONFIG_OWNER = "config"
 LOG_RETENTION = 30 * 86400.0
 
 
-def reconcile(store: NotifierStore, config: Config) -> None:
-    """The config file's topics and subscriptions into the database (owner ``config``)."""
-    for topic in config.topics:
-        store.put_topic(topic.id, topic.query, CONFIG_OWNER)
-    for sub in config.subscriptions:
-        store.put_subscription(sub, CONFIG_OWNER)
+def reconcile(catalog: Catalog, config: Config, guard: NetGuard | None = None) -> None:
+    """The config file's topics and subscriptions into the database (owner ``config``).
+
+    The config never takes over what an API user made: an id held (or once held) by another
+    owner stops the start with a configuration error naming it, rather than adopting that
+    user's subscription, its signing secret or its delivery log."""
+    for index, topic in enumerate(config.topics):
+        try:
+            catalog.put_topic(topic.id, topic.query, CONFIG_OWNER)
+        except IdTakenError as exc:
+            raise ConfigError(
+                f"topics[{index}]: {exc} by an API user; give the config's topic another id"
+            ) from exc
+    for index, sub in enumerate(config.subscriptions):
+        refused = destination_refusal(sub.to, guard) if guard is not None else None
+        if refused:
+            raise ConfigError(f"subscriptions[{index}].to: {refused}")
+        try:
+            catalog.put_subscription(sub, CONFIG_OWNER)
+        except IdTakenError as exc:
+            raise ConfigError(
+                f"subscriptions[{index}]: {exc} by an API user; give the config's subscription another id"
+            ) from exc
 
 
 class SenderLoop(threading.Thread):
@@ -87,24 +106,24 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     health = Health(stall_after=120.0)
     server = ObservabilityServer(config.http.host, http_port, registry, health)
     server.start()
-    store = NotifierStore(make_engine(database_url(config.database_url, config.state_dir, "notifier")))
-    log.info("notifier starting", extra={"http_port": server.port, "database": store.dialect})
-    reconcile(store, config)
+    db = open_db(config)
+    log.info("notifier starting", extra={"http_port": server.port, "database": db.dialect})
+    guard = NetGuard(config.allow_networks)
+    install_urllib3_guard(guard)  # Apprise's HTTP plugins connect through urllib3
+    reconcile(db.catalog, config, guard)
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-notifier"),
         metrics.pipeline,
         config.kafka.send_timeout,
     )
     settings = config.notifier
-    client = make_client(
-        settings.timeout, NetGuard(config.allow_networks), config.fetcher.user_agent, settings.senders
-    )
+    client = make_client(settings.timeout, guard, config.fetcher.user_agent, settings.senders)
     blocking = ThreadPoolExecutor(settings.senders, thread_name_prefix="notifier-send")
-    routes = Routes(store)
+    routes = Routes(db.catalog)
     wake = threading.Event()
     dispatcher = Dispatcher(
-        store,
-        channels(client, settings.smtp, blocking),
+        db.outbox,
+        channels(client, settings.smtp, blocking, guard),
         publisher,
         metrics,
         settings,
@@ -117,22 +136,21 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     try:
         health.set_not_ready("creating Kafka topics")
         ensure_topics(bootstrap, config.kafka, ALL_TOPICS)
-        published = publish_topics(store, publisher)
+        published = publish_topics(db.catalog, publisher)
         log.info("topics re-published from the database", extra={"topics": published})
-        hub = AlertHub()
+        hub = AlertHub(settings.stream_clients, settings.stream_clients_per_owner)
         AlertTail(bootstrap, config.kafka, hub, stop).start()
         TopicCheck(
-            store, publisher, bootstrap, config.kafka, metrics, stop, config.notifier.topics_check
+            db.catalog, publisher, bootstrap, config.kafka, metrics, stop, settings.topics_check
         ).start()
-        api = ApiServer(
-            make_app(store, publisher, routes, config, hub), config.http.host, config.http.api_port
-        )
+        context = ApiContext(db, publisher, routes, config, hub, guard=guard)
+        api = ApiServer(make_app(context), config.http.host, config.http.api_port)
         api.start()
         log.info("notifier API listening", extra={"api_port": api.bound_port})
         consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-notifier")
         consumer.subscribe([MATCHES])
         intake = MatchProcessor(
-            routes, Router(store, settings, dispatcher.lease), metrics, handoff=dispatcher, wake=wake.set
+            routes, Router(db.outbox, settings, dispatcher.lease), metrics, handoff=dispatcher, wake=wake.set
         )
         loop = ConsumerLoop(
             consumer,
@@ -162,6 +180,6 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         if api is not None:
             api.stop()
         publisher.close()
-        store.close()
+        db.close()
         server.stop()
         log.info("notifier stopped")

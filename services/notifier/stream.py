@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from newswatch.shared.config import KafkaSettings
@@ -26,34 +27,68 @@ from newswatch.shared.table import TableReader
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
+#: How long after its last client left the stream still keeps alerts for a reconnect.
+RESUME_WINDOW = 600.0
+
+
+class StreamFull(Exception):
+    """No room for another stream client (in all, or for this owner)."""
+
+    def __init__(self, message: str, per_owner: bool) -> None:
+        super().__init__(message)
+        self.per_owner = per_owner
 
 
 class AlertHub:
-    """Hands each alert to every connected client's queue (on the client's event loop)."""
+    """Hands each alert to every connected client's queue (on the client's event loop), and
+    keeps the last ``RECENT`` alerts so a client that reconnects with ``Last-Event-ID`` gets
+    what it missed. At most ``max_clients`` clients, ``max_per_owner`` of one owner."""
 
-    def __init__(self) -> None:
+    RECENT = 1000
+
+    def __init__(self, max_clients: int = 100, max_per_owner: int = 5) -> None:
         self._lock = threading.Lock()
-        self._clients: dict[asyncio.Queue[Alert], asyncio.AbstractEventLoop] = {}
+        self._clients: dict[asyncio.Queue[Alert], tuple[asyncio.AbstractEventLoop, str]] = {}
+        self._recent: deque[Alert] = deque(maxlen=self.RECENT)
+        self.max_clients = max_clients
+        self.max_per_owner = max_per_owner
+        self._left_at = float("-inf")
 
-    def subscribe(self) -> asyncio.Queue[Alert]:
+    def subscribe(self, owner: str = "") -> asyncio.Queue[Alert]:
         queue: asyncio.Queue[Alert] = asyncio.Queue(QUEUE_SIZE)
         with self._lock:
-            self._clients[queue] = asyncio.get_running_loop()
+            if len(self._clients) >= self.max_clients:
+                raise StreamFull(f"{self.max_clients} stream clients connected, the most allowed", False)
+            if sum(1 for _l, o in self._clients.values() if o == owner) >= self.max_per_owner:
+                raise StreamFull(f"{owner!r} has {self.max_per_owner} streams open, the most allowed", True)
+            self._clients[queue] = (asyncio.get_running_loop(), owner)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Alert]) -> None:
         with self._lock:
             self._clients.pop(queue, None)
+            self._left_at = time.monotonic()
 
     def listening(self) -> bool:
-        """Whether any client is connected (the stream decodes alerts only then)."""
+        """Whether a client is connected, or left lately and may come back for what it missed:
+        only then are alerts decoded and kept (most notifiers serve no stream at all)."""
         with self._lock:
-            return bool(self._clients)
+            return bool(self._clients) or time.monotonic() - self._left_at < RESUME_WINDOW
+
+    def since(self, alert_id: str) -> list[Alert]:
+        """The kept alerts after ``alert_id`` (none if it is no longer kept)."""
+        with self._lock:
+            recent = list(self._recent)
+        for index, alert in enumerate(recent):
+            if alert.alert_id == alert_id:
+                return recent[index + 1 :]
+        return []
 
     def publish(self, alert: Alert) -> None:
         with self._lock:
+            self._recent.append(alert)
             clients = list(self._clients.items())
-        for queue, loop in clients:
+        for queue, (loop, _owner) in clients:
             loop.call_soon_threadsafe(_offer, queue, alert)
 
 

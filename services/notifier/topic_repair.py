@@ -14,8 +14,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.metrics import NotifierMetrics
-from newswatch.notifier.store import NotifierStore
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.errors import NewswatchError
@@ -26,7 +26,7 @@ from newswatch.shared.table import read_to_end
 log = logging.getLogger(__name__)
 
 
-def publish_topics(store: NotifierStore, publisher: Publisher, only: set[str] | None = None) -> int:
+def publish_topics(store: Catalog, publisher: Publisher, only: set[str] | None = None) -> int:
     """Stored topics (all, or those in ``only``) to ``newswatch.topics``; returns how many."""
     now = datetime.now(UTC)
     records = [
@@ -53,7 +53,7 @@ def topics_on_broker(bootstrap: str, settings: KafkaSettings, stop: threading.Ev
 
 
 def repair(
-    store: NotifierStore,
+    store: Catalog,
     publisher: Publisher,
     bootstrap: str,
     settings: KafkaSettings,
@@ -76,7 +76,7 @@ class TopicCheck(threading.Thread):
 
     def __init__(
         self,
-        store: NotifierStore,
+        store: Catalog,
         publisher: Publisher,
         bootstrap: str,
         settings: KafkaSettings,

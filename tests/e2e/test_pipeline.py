@@ -97,7 +97,7 @@ def test_pipeline_end_to_end(
     config_path.write_text(yaml.safe_dump(config))
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap, "NEWSWATCH_LOG_LEVEL": "INFO"}
     full_env = {**os.environ, **env}
-    applied = run_cli("apply", "-f", str(config_path), "--config", str(config_path), env=full_env)
+    applied = run_cli("apply", "-f", str(config_path), "--direct", "--config", str(config_path), env=full_env)
     assert applied.returncode == 0, applied.stderr
     assert "nk-ukraine" in applied.stdout
 
@@ -161,7 +161,7 @@ def test_pipeline_end_to_end(
         # 3. a topic applied at runtime matches new items without a matcher restart
         extra = tmp_path / "more-topics.yaml"
         extra.write_text(yaml.safe_dump({"topics": [{"id": "heatwave", "query": "heatwave Europe record"}]}))
-        applied = run_cli("apply", "-f", str(extra), env=full_env)
+        applied = run_cli("apply", "-f", str(extra), "--direct", env=full_env)
         assert applied.returncode == 0, applied.stderr
         wait_for(
             lambda: metric_value(metrics["matcher"], "newswatch_matcher_topics") >= 3, 30, what="topic loaded"

@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry
 
 from newswatch.matcher.aliases import AliasTable
 from newswatch.matcher.topics import Compiler
-from newswatch.notifier.api import ApiServer, make_app
+from newswatch.notifier.api import ApiContext, ApiServer, make_app
+from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.intake import Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
-from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.stream import AlertHub, AlertTail
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import Config, KafkaSettings, NotifierSettings, SubscriptionConfig
@@ -40,10 +40,10 @@ from tests.support.notifier import make_match
 @dataclass
 class Api:
     url: str
-    store: NotifierStore
+    db: NotifierDb
     publisher: Publisher
-    alice: dict[str, str]
-    bob: dict[str, str]
+    alice: dict[str, str]  # an admin
+    bob: dict[str, str]  # a subscriber
     bootstrap: str
 
     def call(self, method: str, path: str, who: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
@@ -53,7 +53,7 @@ class Api:
 @pytest.fixture
 def api(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> Iterator[Api]:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-    store = NotifierStore(make_engine(db_url))
+    db = NotifierDb(make_engine(db_url))
     metrics = NotifierMetrics(CollectorRegistry())
     publisher = Publisher(
         producer_factory(broker.bootstrap, kafka_settings, "test"),
@@ -61,22 +61,30 @@ def api(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> I
         send_timeout=5,
         backoff=0.1,
     )
-    config = Config(kafka=kafka_settings.model_copy(update={"bootstrap": broker.bootstrap}))
+    config = Config(
+        kafka=kafka_settings.model_copy(update={"bootstrap": broker.bootstrap}),
+        allow_networks=("127.0.0.0/8",),  # type: ignore[arg-type]  # validated from text
+    )
     stop = threading.Event()
     hub = AlertHub()
     AlertTail(broker.bootstrap, config.kafka, hub, stop).start()
-    app = make_app(
-        store, publisher, Routes(store), config, hub, compiler=lambda: Compiler(AliasTable(), ("en",))
+    context = ApiContext(
+        db,
+        publisher,
+        Routes(db.catalog),
+        config,
+        hub,
+        compiler_factory=lambda: Compiler(AliasTable(), ("en",)),
     )
-    server = ApiServer(app, "127.0.0.1", 0)
+    server = ApiServer(make_app(context), "127.0.0.1", 0)
     server.start()
-    alice = {"Authorization": f"Bearer {store.create_token('alice', 'test')}"}
-    bob = {"Authorization": f"Bearer {store.create_token('bob', 'test')}"}
-    yield Api(f"http://127.0.0.1:{server.bound_port}", store, publisher, alice, bob, broker.bootstrap)
+    alice = {"Authorization": f"Bearer {db.tokens.create('alice', 'test', 'admin')[0]}"}
+    bob = {"Authorization": f"Bearer {db.tokens.create('bob', 'test', 'subscriber')[0]}"}
+    yield Api(f"http://127.0.0.1:{server.bound_port}", db, publisher, alice, bob, broker.bootstrap)
     stop.set()
     server.stop()
     publisher.close()
-    store.close()
+    db.close()
 
 
 def test_no_token_or_an_unknown_one_is_401(api: Api) -> None:
@@ -85,7 +93,8 @@ def test_no_token_or_an_unknown_one_is_401(api: Api) -> None:
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert api.call("GET", "/topics", {"Authorization": "Bearer nwt_forged"}).status_code == 401
     assert api.call("PUT", "/topics/x", json={"query": "a"}).status_code == 401
-    assert api.call("GET", "/openapi.json").status_code == 200  # the documentation is public
+    assert api.call("GET", "/openapi.json").status_code == 401  # the documentation needs a token too
+    assert api.call("GET", "/openapi.json", api.bob).json()["info"]["title"] == "newswatch notifier API"
 
 
 def test_topics_are_checked_published_and_owned(api: Api) -> None:
@@ -102,7 +111,7 @@ def test_topics_are_checked_published_and_owned(api: Api) -> None:
     }
     published = [json.loads(r.value) for r in read_records(api.bootstrap, TOPICS)]
     assert [(t["id"], t["query"]) for t in published] == [("nk", "North Korea Ukraine")]
-    assert api.call("PUT", "/topics/nk", api.bob, json={"query": "hijack"}).status_code == 403
+    assert api.call("PUT", "/topics/nk", api.bob, json={"query": "hijack"}).status_code == 403  # not an admin
     assert api.call("GET", "/topics/nk", api.bob).json()["owner"] == "alice"  # visible to all
     api.call(
         "POST", "/subscriptions", api.bob, json={"id": "b1", "topics": ["nk"], "to": "http://127.0.0.1:9/h"}
@@ -136,7 +145,7 @@ def test_subscriptions_belong_to_their_owner(api: Api) -> None:
         json={"id": "ops", "topics": ["nk"], "to": "mailto:ops@newswatch.test", "mode": "daily at 08:00"},
     )
     assert changed.status_code == 200 and changed.json()["mode"] == "daily at 08:00"
-    stored = api.store.subscription("ops")
+    stored = api.db.catalog.subscription("ops")
     assert stored is not None and stored.secret == created.json()["secret"]  # kept across edits
 
 
@@ -191,25 +200,27 @@ def test_apply_takes_yaml_and_reports_the_field_of_a_bad_one(api: Api) -> None:
     applied = api.call("POST", "/apply", api.alice, content=good.encode())
     assert applied.status_code == 200 and applied.json()["topics"] == ["nk"]
     assert applied.json()["secrets"]["s"].startswith("whsec_")
-    stolen = api.call("POST", "/apply", api.bob, content=good.encode())  # alice's subscription id
+    carol = {"Authorization": f"Bearer {api.db.tokens.create('carol', 'test', 'admin')[0]}"}
+    stolen = api.call("POST", "/apply", carol, content=good.encode())  # alice's subscription id
     assert stolen.status_code == 422 and stolen.json()["detail"][0]["loc"] == [
         "body",
         "subscriptions",
         0,
         "id",
     ]
-    topic_only = api.call("POST", "/apply", api.bob, content=b"topics: [{id: nk, query: Korea}]\n")
+    topic_only = api.call("POST", "/apply", carol, content=b"topics: [{id: nk, query: Korea}]\n")
     assert topic_only.status_code == 403  # alice's topic
+    assert api.call("POST", "/apply", api.bob, content=good.encode()).status_code == 403  # a subscriber
 
 
 def test_dead_deliveries_are_visible_in_the_log(api: Api) -> None:
-    api.store.put_subscription(
+    api.db.catalog.put_subscription(
         SubscriptionConfig(id="gone", topics=("nk",), to="http://127.0.0.1:9/h"), "alice"
     )
     match = make_match("d1", "Mayor resigns")
-    Router(api.store, NotifierSettings()).route(match, api.store.subscriptions())
-    (row,) = api.store.claim_due(10, lease=60)
-    api.store.dead(row.alert_id, 1, "http_4xx", "http://127.0.0.1:9/h: HTTP 410")
+    Router(api.db.outbox, NotifierSettings()).route(match, api.db.catalog.subscriptions())
+    (row,) = api.db.outbox.claim_due(10, lease=60)
+    api.db.outbox.dead(row.alert_id, 1, "http_4xx", "http://127.0.0.1:9/…: HTTP 410")
     response = api.call("GET", "/deliveries?status=dead", api.alice)
     (entry,) = response.json()
     assert entry["subscription"] == "gone" and entry["failure"] == "http_4xx" and "410" in entry["error"]
@@ -219,10 +230,10 @@ def test_dead_deliveries_are_visible_in_the_log(api: Api) -> None:
 
 
 def test_alert_stream_sends_the_owners_alerts_as_server_sent_events(api: Api) -> None:
-    api.store.put_subscription(
+    api.db.catalog.put_subscription(
         SubscriptionConfig(id="mine", topics=("nk",), to="http://127.0.0.1:9/h"), "alice"
     )
-    api.store.put_subscription(
+    api.db.catalog.put_subscription(
         SubscriptionConfig(id="theirs", topics=("nk",), to="http://127.0.0.1:9/h"), "bob"
     )
     match = make_match("s1", "Troops cross border")
@@ -298,7 +309,7 @@ def test_cli_apply_goes_through_the_api(api: Api, tmp_path: Path) -> None:
     done = apply()
     assert done.returncode == 0, done.stderr
     assert "applied 1 topic(s), 1 subscription(s)" in done.stdout and "webhook secret whsec_" in done.stdout
-    stored = api.store.subscription("s")
+    stored = api.db.catalog.subscription("s")
     assert stored is not None and stored.owner == "alice"
     document.write_text("topics: [{id: nk, query: 'North AND (Korea'}]\n")
     refused = apply()

@@ -19,17 +19,19 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from newswatch.notifier.channels import EmailChannel, channels
+from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.dispatcher import Dispatcher
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.intake import MatchProcessor, Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Outgoing, alert_id_for
+from newswatch.notifier.outbox import Outbox
 from newswatch.notifier.render import view
 from newswatch.notifier.router import Router
 from newswatch.notifier.service import reconcile
-from newswatch.notifier.store import NotifierStore
 from newswatch.notifier.topic_repair import publish_topics
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.broker import EmbeddedBroker
@@ -57,7 +59,7 @@ LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 
 @dataclass
 class Rig:
-    store: NotifierStore
+    db: NotifierDb
     router: Router
     dispatcher: Dispatcher
     metrics: NotifierMetrics
@@ -71,13 +73,17 @@ class Rig:
     def sample(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
+    @property
+    def store(self) -> Outbox:
+        return self.db.outbox
+
     def subscribe(self, **spec: Any) -> None:
         spec.setdefault("topics", ("nk",))
         spec.setdefault("to", self.hook.url)
-        self.store.put_subscription(SubscriptionConfig(**spec), "alice")
+        self.db.catalog.put_subscription(SubscriptionConfig(**spec), "alice")
 
     def route(self, *matches: Any) -> list[dict[str, str]]:
-        subs = self.store.subscriptions()
+        subs = self.db.catalog.subscriptions()
         return [self.router.route(m, [s for s in subs if m.topic_id in s.spec.topics]) for m in matches]
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -89,7 +95,7 @@ class Rig:
 def rig(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> Iterator[Rig]:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     clock = Clock(START)
-    store = NotifierStore(make_engine(db_url), clock=clock)
+    db = NotifierDb(make_engine(db_url), clock=clock)
     settings = NotifierSettings(retry_backoff=1.0, retry_backoff_max=60.0, max_attempts=5, senders=4)
     registry = CollectorRegistry()
     metrics = NotifierMetrics(registry)
@@ -105,17 +111,18 @@ def rig(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> I
     smtp_settings = SmtpSettings(host="127.0.0.1", port=smtp.port, sender="alerts@newswatch.test")
     pool = ThreadPoolExecutor(4)
     dispatcher = Dispatcher(
-        store,
-        channels(client, smtp_settings, pool),
+        db.outbox,
+        channels(client, smtp_settings, pool, NetGuard(LOOPBACK)),
         publisher,
         metrics,
         settings,
+        subscriptions=db.catalog.subscription,
         clock=clock,
         rng=random.Random(7),
     )
     yield Rig(
-        store,
-        Router(store, settings),
+        db,
+        Router(db.outbox, settings),
         dispatcher,
         metrics,
         clock,
@@ -130,7 +137,7 @@ def rig(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> I
     hook.stop()
     smtp.stop()
     publisher.close()
-    store.close()
+    db.close()
 
 
 SYNDICATED = [
@@ -307,7 +314,7 @@ def test_consumed_matches_are_routed_before_the_offset_commit(
     rig: Rig, broker: EmbeddedBroker, kafka_settings: KafkaSettings
 ) -> None:
     rig.subscribe(id="ops")
-    intake = MatchProcessor(Routes(rig.store), rig.router, rig.metrics, handoff=rig.dispatcher)
+    intake = MatchProcessor(Routes(rig.db.catalog), rig.router, rig.metrics, handoff=rig.dispatcher)
     consumer = make_consumer(broker.bootstrap, kafka_settings, "notifier-test", "n")
     consumer.subscribe([MATCHES])
     loop = ConsumerLoop(
@@ -373,14 +380,14 @@ def test_stored_topics_repair_a_wiped_broker(
         topics=(TopicConfig(id="nk", query="Korea"),),
         subscriptions=(SubscriptionConfig(id="ops", topics=("nk",), to=rig.hook.url),),
     )
-    reconcile(rig.store, config)
-    rig.store.put_topic("api-made", "volcano Iceland", "alice")
-    assert publish_topics(rig.store, rig.publisher) == 2
+    reconcile(rig.db.catalog, config)
+    rig.db.catalog.put_topic("api-made", "volcano Iceland", "alice")
+    assert publish_topics(rig.db.catalog, rig.publisher) == 2
     published = {
         json.loads(r.value)["id"]: json.loads(r.value)["query"] for r in read_records(rig.bootstrap, TOPICS)
     }
     assert published == {"nk": "Korea", "api-made": "volcano Iceland"}
-    stored = rig.store.subscription("ops")
+    stored = rig.db.catalog.subscription("ops")
     assert stored is not None and stored.owner == "config"
 
 
@@ -445,7 +452,7 @@ def test_email_over_starttls_with_login(rig: Rig, tmp_path: Path) -> None:
         port=secure.port,
         security="starttls",
         username="newswatch",
-        password="s3cret",
+        password=SecretStr("s3cret"),
         ca_file=cert,
     )
     out = Outgoing(
@@ -460,13 +467,15 @@ def test_email_over_starttls_with_login(rig: Rig, tmp_path: Path) -> None:
         START,
     )
     try:
-        EmailChannel(settings).send(out)
+        EmailChannel(settings, NetGuard(LOOPBACK)).send(out)
         assert len(secure.received()) == 1
         with pytest.raises(DeliveryError) as wrong_password:
-            EmailChannel(settings.model_copy(update={"password": "guess"})).send(out)
+            EmailChannel(
+                settings.model_copy(update={"password": SecretStr("guess")}), NetGuard(LOOPBACK)
+            ).send(out)
         assert wrong_password.value.reason == "smtp_5xx", str(wrong_password.value)
         with pytest.raises(DeliveryError) as untrusted:  # the system CAs do not know the test's certificate
-            EmailChannel(settings.model_copy(update={"ca_file": None})).send(out)
+            EmailChannel(settings.model_copy(update={"ca_file": None}), NetGuard(LOOPBACK)).send(out)
         assert (untrusted.value.permanent, untrusted.value.reason) == (False, "network")
     finally:
         secure.stop()

@@ -1,15 +1,21 @@
-"""The notifier store's guarantees that hold with several replicas, on SQLite and PostgreSQL."""
+"""The notifier database's guarantees, on SQLite and PostgreSQL: several replicas, ids that
+never change owner, tokens and their lifecycle, and a schema declared once."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import inspect
 
+from newswatch.notifier.database import NotifierDb
+from newswatch.notifier.errors import IdTakenError
 from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.notifier.outbox import NewStory, Outbox
 from newswatch.notifier.router import Router
-from newswatch.notifier.store import NewStory, NotifierStore
+from newswatch.notifier.schema import METADATA
 from newswatch.notifier.topic_repair import publish_topics, repair, topics_on_broker
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.clock import ManualClock
@@ -22,9 +28,10 @@ from tests.support.notifier import make_match
 
 
 def test_two_replicas_build_one_digest_and_claim_each_row_once(db_url: str, tmp_path: Path) -> None:
-    first, second = NotifierStore(make_engine(db_url)), NotifierStore(make_engine(db_url))
+    one, two = NotifierDb(make_engine(db_url)), NotifierDb(make_engine(db_url))
+    first, second = one.outbox, two.outbox
     try:
-        sub = first.put_subscription(
+        sub = one.catalog.put_subscription(
             SubscriptionConfig(id="d", topics=("nk",), to="http://127.0.0.1:9/h", mode="hourly"), "alice"
         )
         router = Router(first, NotifierSettings())
@@ -36,7 +43,7 @@ def test_two_replicas_build_one_digest_and_claim_each_row_once(db_url: str, tmp_
         taken: list[int] = []
         start = threading.Barrier(2)
 
-        def build(store: NotifierStore, digest_id: str) -> None:
+        def build(store: Outbox, digest_id: str) -> None:
             start.wait()
             taken.append(store.take_digest("d", digest_id, "webhook"))
 
@@ -48,7 +55,7 @@ def test_two_replicas_build_one_digest_and_claim_each_row_once(db_url: str, tmp_
         assert sorted(taken) == [0, 20]
         claims: list[list[str]] = []
 
-        def claim(store: NotifierStore) -> None:
+        def claim(store: Outbox) -> None:
             start.wait()
             claims.append([d.alert_id for d in store.claim_due(10, lease=60)])
 
@@ -59,20 +66,74 @@ def test_two_replicas_build_one_digest_and_claim_each_row_once(db_url: str, tmp_
             t.join(timeout=30)
         assert sorted(len(c) for c in claims) == [0, 1]  # the one digest, claimed by one replica
     finally:
-        first.close()
-        second.close()
+        one.close()
+        two.close()
 
 
-def test_tokens_are_stored_hashed(db_url: str) -> None:
-    store = NotifierStore(make_engine(db_url))
+def test_tokens_are_stored_hashed_and_can_expire_and_be_revoked(db_url: str) -> None:
+    clock = ManualClock(1000.0)
+    engine = make_engine(db_url)
+    db = NotifierDb(engine, clock)
     try:
-        token = store.create_token("alice", "laptop")
-        assert store.owner_of(token) == "alice" and store.owner_of(token + "x") is None
-        with store._engine.connect() as conn:  # the raw table holds no usable token
+        token, info = db.tokens.create("alice", "laptop", "admin", expires_at=2000.0)
+        found = db.tokens.authenticate(token)
+        assert found is not None and (found.owner, found.role) == ("alice", "admin")
+        assert db.tokens.authenticate(token + "x") is None
+        with engine.connect() as conn:  # the raw table holds no usable token
             rows = conn.exec_driver_sql("SELECT token_hash FROM nw_tokens").all()
         assert rows and token not in {r[0] for r in rows}
+        (listed,) = db.tokens.list()
+        assert listed.token_id == info.token_id and listed.last_used_at == 1000.0
+        clock.set(2000.0)
+        assert db.tokens.authenticate(token) is None  # expired
+        other, other_info = db.tokens.create("bob")
+        assert db.tokens.revoke(other_info.token_id) and not db.tokens.revoke(other_info.token_id)
+        assert db.tokens.authenticate(other) is None  # revoked
+        assert other_info.role == "subscriber"  # the default: never admin unless asked
     finally:
-        store.close()
+        db.close()
+
+
+def test_ids_never_change_owner_and_a_deleted_subscription_takes_its_digests_along(db_url: str) -> None:
+    db = NotifierDb(make_engine(db_url))
+    try:
+        spec = SubscriptionConfig(id="s", topics=("nk",), to="http://127.0.0.1:9/h", mode="hourly")
+        mine = db.catalog.put_subscription(spec, "alice")
+        router = Router(db.outbox, NotifierSettings())
+        assert router.route(make_match("d1", "Floods in the valley", ""), [mine]) == {"s": "digest"}
+        assert db.catalog.delete_subscription("s")
+        assert db.catalog.subscription("s") is None and db.outbox.depth()["digest"] == 0
+        with pytest.raises(IdTakenError):  # bob may not take alice's old id (and her log)
+            db.catalog.put_subscription(spec, "bob")
+        assert db.catalog.put_subscription(spec, "alice").secret != mine.secret  # she may, anew
+        db.catalog.put_topic("t", "Korea", "alice")
+        assert db.catalog.delete_topic("t")
+        with pytest.raises(IdTakenError):
+            db.catalog.put_topic("t", "Korea", "bob")
+    finally:
+        db.close()
+
+
+def test_the_migrations_make_the_declared_schema(db_url: str) -> None:
+    """The tables the migrations create are the ``Table`` declarations, column by column."""
+    engine = make_engine(db_url)
+    NotifierDb(engine).close()
+    engine = make_engine(db_url)
+    try:
+        inspector = inspect(engine)
+        for table in METADATA.sorted_tables:
+            made = {c["name"]: c for c in inspector.get_columns(table.name)}
+            assert set(made) == {c.name for c in table.columns}, table.name
+            for column in table.columns:
+                if column.primary_key:  # SQLite reports a text primary key as nullable
+                    continue
+                assert made[column.name]["nullable"] == column.nullable, (
+                    f"{table.name}.{column.name} nullable"
+                )
+            primary = inspector.get_pk_constraint(table.name)["constrained_columns"]
+            assert set(primary) == {c.name for c in table.primary_key.columns}, table.name
+    finally:
+        engine.dispose()
 
 
 def test_topics_lost_by_the_broker_are_published_again(
@@ -81,8 +142,10 @@ def test_topics_lost_by_the_broker_are_published_again(
     """A broker restarted empty: the check finds the stored topics missing and re-publishes
     them, without restarting the notifier (the same publisher and store carry on)."""
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-    store = NotifierStore(make_engine(f"sqlite:///{tmp_path}/n.sqlite3"))
-    metrics = NotifierMetrics(CollectorRegistry())
+    db = NotifierDb(make_engine(f"sqlite:///{tmp_path}/n.sqlite3"))
+    store = db.catalog
+    registry = CollectorRegistry()
+    metrics = NotifierMetrics(registry)
     publisher = Publisher(
         producer_factory(broker.bootstrap, kafka_settings, "test"),
         metrics.pipeline,
@@ -101,12 +164,12 @@ def test_topics_lost_by_the_broker_are_published_again(
         assert topics_on_broker(broker.bootstrap, kafka_settings, stop) == set()
         assert repair(store, publisher, broker.bootstrap, kafka_settings, metrics, stop) == 2
         assert topics_on_broker(broker.bootstrap, kafka_settings, stop) == {"nk", "heat"}
-        assert metrics.topics_republished._value.get() == 2
+        assert registry.get_sample_value("newswatch_notifier_topics_republished_total") == 2
         publisher.publish([Record(TOPICS, "heat", None)])  # deleted through another path: a tombstone
         assert topics_on_broker(broker.bootstrap, kafka_settings, stop) == {"nk"}
     finally:
         publisher.close()
-        store.close()
+        db.close()
 
 
 def test_the_database_counts_differing_bits_as_python_does(db_url: str) -> None:
@@ -137,7 +200,8 @@ def test_the_database_counts_differing_bits_as_python_does(db_url: str) -> None:
 
 
 def test_routing_finds_the_nearest_story_within_the_distance_only(db_url: str) -> None:
-    store = NotifierStore(make_engine(db_url), clock=ManualClock(1000.0))
+    db = NotifierDb(make_engine(db_url), clock=ManualClock(1000.0))
+    store = db.outbox
     try:
         base = 0xF0F0_F0F0_F0F0_F0F0
         with store.routing() as tx:
@@ -163,4 +227,4 @@ def test_routing_finds_the_nearest_story_within_the_distance_only(db_url: str) -
             assert tx.nearest_stories(["s"], 0.0, base ^ 0b1111111, 0)["s"].item_id == "far"
             assert set(tx.stories("near", ["s", "other"])) == {"s"}
     finally:
-        store.close()
+        db.close()

@@ -66,10 +66,14 @@ def test_apply_backfill_publishes_recent_matches_once(
 ) -> None:
     path = tmp_path / "topics.yaml"
     path.write_text("topics:\n  - {id: nk, query: 'DPRK troops'}\n  - {id: storms, query: hurricane}\n")
-    assert main(["apply", "-f", str(path), "--bootstrap", items_on_broker, "--backfill", "2h"]) == 0
+    assert (
+        main(["apply", "-f", str(path), "--direct", "--bootstrap", items_on_broker, "--backfill", "2h"]) == 0
+    )
     assert "backfill: 1 match(es) among 2 item(s) of the last 2h" in capsys.readouterr().out
     matches = [json.loads(r.value) for r in read_records(items_on_broker, MATCHES)]
     assert [(m["topic_id"], m["item"]["title"]) for m in matches] == [("nk", "Pyongyang sends troops")]
     assert matches[0]["reason"]["terms"] == {"DPRK": ["Pyongyang", "North", "Korean"], "troops": ["troops"]}
     assert {r.key for r in read_records(items_on_broker, TOPICS)} == {b"nk", b"storms"}
-    assert main(["apply", "-f", str(path), "--bootstrap", items_on_broker, "--backfill", "0s"]) == 2
+    assert (
+        main(["apply", "-f", str(path), "--direct", "--bootstrap", items_on_broker, "--backfill", "0s"]) == 2
+    )

@@ -46,7 +46,7 @@ def test_apply_refuses_an_invalid_query_before_publishing(
 ) -> None:
     path = tmp_path / "topics.yaml"
     path.write_text('topics:\n  - id: t1\n    query: "(North Korea NEAR/5 troops"\n')
-    assert main(["apply", "-f", str(path), "--bootstrap", "127.0.0.1:1"]) == 2
+    assert main(["apply", "-f", str(path), "--direct", "--bootstrap", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "topics[0] (t1): query: ')' expected to close the group opened at position 0" in err
 
@@ -58,11 +58,11 @@ def test_apply_without_topics_or_broker_explains(
     monkeypatch.setenv("NEWSWATCH_STATE_DIR", str(tmp_path))
     empty = tmp_path / "empty.yaml"
     empty.write_text("feeds: []\n")
-    assert main(["apply", "-f", str(empty)]) == 2
+    assert main(["apply", "-f", str(empty), "--direct"]) == 2
     assert "no `topics:` to apply" in capsys.readouterr().err
     topics = tmp_path / "topics.yaml"
     topics.write_text("topics: [{id: t1, query: Korea}]\n")
-    assert main(["apply", "-f", str(topics)]) == 2
+    assert main(["apply", "-f", str(topics), "--direct"]) == 2
     assert "no broker address" in capsys.readouterr().err
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.destinations import Destinations, destination_of
 from newswatch.notifier.dispatcher import Dispatcher, retry_time
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Outgoing
 from newswatch.notifier.router import Router
-from newswatch.notifier.store import NotifierStore
 from newswatch.shared.clock import ManualClock
 from newswatch.shared.config import NotifierSettings, SubscriptionConfig
 from newswatch.shared.contract import DLQ
@@ -67,8 +67,9 @@ class Rig:
         self.settings = NotifierSettings(
             max_age=HOUR, retry_backoff=1.0, retry_backoff_max=300.0, circuit_failures=3, senders=8
         )
-        self.store = NotifierStore(make_engine(f"sqlite:///{tmp_path}/notifier.sqlite3"), clock=self.clock)
-        self.store.put_subscription(
+        self.db = NotifierDb(make_engine(f"sqlite:///{tmp_path}/notifier.sqlite3"), clock=self.clock)
+        self.store = self.db.outbox
+        self.db.catalog.put_subscription(
             SubscriptionConfig(id="ops", topics=("nk",), to="http://hooks.example.org/h"), "alice"
         )
         self.receiver = Receiver(self.clock, up_at)
@@ -80,6 +81,7 @@ class Rig:
             self.sink,
             NotifierMetrics(self.registry),
             self.settings,
+            subscriptions=self.db.catalog.subscription,
             clock=self.clock,
             rng=random.Random(3),
         )
@@ -90,7 +92,7 @@ class Rig:
         """``count`` distinct stories, one every ``every`` seconds (the clock moves)."""
         for n in range(count):
             match = make_match(f"s{n:03d}", f"story {n} " + " ".join(f"w{n}x{i}" for i in range(8)))
-            sub = self.store.subscription("ops")
+            sub = self.db.catalog.subscription("ops")
             assert sub is not None
             assert self.router.route(match, [sub]) == {"ops": "queued"}
             self.alerts.append(match.item.item_id)
@@ -121,7 +123,7 @@ def rig_factory(tmp_path: Path) -> Iterator[Callable[[datetime | None], Rig]]:
     yield make
     for rig in made:
         rig.dispatcher.close(wait=1)
-        rig.store.close()
+        rig.db.close()
 
 
 def test_down_for_max_age_minus_a_minute_then_up_gets_every_alert(

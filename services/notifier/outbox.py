@@ -1,176 +1,32 @@
-"""The notifier's state, in SQLite (embedded) or PostgreSQL (several replicas), one interface.
+"""The outbox and the delivery log (``nw_deliveries``), the dedup index (``nw_stories``) and
+the digest queue (``nw_digest_entries``): what routing writes and the dispatcher works off.
 
-Tables (``nw_`` prefix, migrated by ``newswatch.shared.db.migrate``):
+- ``Routing``: a batch of matches routed in one transaction (the intake's side).
+- ``Outbox``: the senders' side. A row is written, in the same transaction as its story,
+  before the Kafka offset is committed; senders claim due rows with a lease (so a crashed
+  sender's row is picked up again) and record the outcome. A digest delivery takes all of a
+  subscription's waiting entries in one transaction. The API reads the delivery log here.
 
-- ``nw_topics``, ``nw_subscriptions``, ``nw_tokens``: what the API manages; the database
-  is their source of truth (topics are re-published to ``newswatch.topics`` at start-up).
-- ``nw_stories``: every (subscription, item) the router has handled, with the item's
-  SimHash; an item is either a story of its own or a near-duplicate ("also reported by")
-  of one. This is the dedup index and makes redelivered matches harmless.
-- ``nw_deliveries``: the outbox *and* the delivery log. A row is written, in the same
-  transaction as its story, before the Kafka offset is committed; senders claim due rows
-  (with a lease, so a crashed sender's row is picked up again) and record the outcome.
-- ``nw_digest_entries``: matches waiting for a digest (digest mode, rate-limit overflow,
-  quiet hours, snooze). A digest delivery takes all of a subscription's waiting entries
-  in one transaction.
-
-Times are epoch seconds (portable across both databases). SQLAlchemy errors become
-StoreError (see ``transaction``).
+SQLAlchemy errors become StoreError (see ``shared.db.transaction``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    bindparam,
-    case,
-    delete,
-    func,
-    select,
-    tuple_,
-    update,
-)
+from sqlalchemy import BigInteger, bindparam, case, delete, func, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement, Select
 
-from newswatch.notifier.model import Delivery, Report, Story, Subscription
+from newswatch.notifier.model import Delivery, Report, Story
+from newswatch.notifier.schema import DELIVERIES, DIGEST_ENTRIES, STORIES, SUBSCRIPTIONS
 from newswatch.shared.clock import SYSTEM, Clock
-from newswatch.shared.config import SubscriptionConfig
-from newswatch.shared.db import bit_distance, insert_new, insert_new_many, migrate, transaction, upsert
-
-COMPONENT = "notifier"
-MIGRATIONS: list[list[str]] = [
-    [
-        "CREATE TABLE nw_topics (id VARCHAR(64) PRIMARY KEY, owner VARCHAR(64) NOT NULL, "
-        "query TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
-        "CREATE TABLE nw_subscriptions (id VARCHAR(64) PRIMARY KEY, owner VARCHAR(64) NOT NULL, "
-        "spec TEXT NOT NULL, secret VARCHAR(128) NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
-        "CREATE INDEX nw_subscriptions_by_owner ON nw_subscriptions (owner)",
-        "CREATE TABLE nw_tokens (token_hash VARCHAR(64) PRIMARY KEY, owner VARCHAR(64) NOT NULL, "
-        "name VARCHAR(128) NOT NULL, created_at DOUBLE PRECISION NOT NULL)",
-        "CREATE TABLE nw_stories (subscription_id VARCHAR(64) NOT NULL, item_id VARCHAR(128) NOT NULL, "
-        "story_item_id VARCHAR(128) NOT NULL, revision INTEGER NOT NULL, fingerprint BIGINT NOT NULL, "
-        "title TEXT NOT NULL, url TEXT NOT NULL, source TEXT NOT NULL, seen_at DOUBLE PRECISION NOT NULL, "
-        "PRIMARY KEY (subscription_id, item_id))",
-        "CREATE INDEX nw_stories_recent ON nw_stories (subscription_id, seen_at)",
-        "CREATE INDEX nw_stories_by_story ON nw_stories (subscription_id, story_item_id)",
-        "CREATE TABLE nw_deliveries (alert_id VARCHAR(64) PRIMARY KEY, subscription_id VARCHAR(64) NOT NULL, "
-        "kind VARCHAR(16) NOT NULL, topic_id VARCHAR(64), item_id VARCHAR(128), channel VARCHAR(16) NOT NULL, "
-        "status VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL, next_attempt_at DOUBLE PRECISION NOT NULL, "
-        "created_at DOUBLE PRECISION NOT NULL, published_at DOUBLE PRECISION, "
-        "delivered_at DOUBLE PRECISION, failure VARCHAR(32), last_error TEXT, payload TEXT NOT NULL)",
-        "CREATE INDEX nw_deliveries_due ON nw_deliveries (status, next_attempt_at)",
-        "CREATE INDEX nw_deliveries_by_subscription ON nw_deliveries (subscription_id, created_at)",
-        "CREATE TABLE nw_digest_entries (subscription_id VARCHAR(64) NOT NULL, item_id VARCHAR(128) NOT NULL, "
-        "revision INTEGER NOT NULL, queued_at DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL, "
-        "payload TEXT NOT NULL, digest_id VARCHAR(64), PRIMARY KEY (subscription_id, item_id, revision))",
-        "CREATE INDEX nw_digest_entries_due ON nw_digest_entries (digest_id, due_at)",
-    ],
-    ["ALTER TABLE nw_deliveries ADD COLUMN traceparent VARCHAR(55)"],
-    [
-        "ALTER TABLE nw_deliveries ADD COLUMN destination VARCHAR(255) NOT NULL DEFAULT ''",
-        "CREATE INDEX nw_deliveries_pending_by_destination ON nw_deliveries (destination, status)",
-    ],
-]
-
-_meta = MetaData()
-TOPICS = Table(
-    "nw_topics",
-    _meta,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(64), nullable=False),
-    Column("query", Text, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-SUBSCRIPTIONS = Table(
-    "nw_subscriptions",
-    _meta,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(64), nullable=False),
-    Column("spec", Text, nullable=False),
-    Column("secret", String(128), nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-TOKENS = Table(
-    "nw_tokens",
-    _meta,
-    Column("token_hash", String(64), primary_key=True),
-    Column("owner", String(64), nullable=False),
-    Column("name", String(128), nullable=False),
-    Column("created_at", Float, nullable=False),
-)
-STORIES = Table(
-    "nw_stories",
-    _meta,
-    Column("subscription_id", String(64), primary_key=True),
-    Column("item_id", String(128), primary_key=True),
-    Column("story_item_id", String(128), nullable=False),
-    Column("revision", Integer, nullable=False),
-    Column("fingerprint", BigInteger, nullable=False),
-    Column("title", Text, nullable=False),
-    Column("url", Text, nullable=False),
-    Column("source", Text, nullable=False),
-    Column("seen_at", Float, nullable=False),
-)
-DELIVERIES = Table(
-    "nw_deliveries",
-    _meta,
-    Column("alert_id", String(64), primary_key=True),
-    Column("subscription_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("topic_id", String(64)),
-    Column("item_id", String(128)),
-    Column("channel", String(16), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", Float, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("published_at", Float),
-    Column("delivered_at", Float),
-    Column("failure", String(32)),
-    Column("last_error", Text),
-    Column("payload", Text, nullable=False),
-    Column("traceparent", String(55)),
-    Column("destination", String(255), nullable=False),
-)
-DIGEST_ENTRIES = Table(
-    "nw_digest_entries",
-    _meta,
-    Column("subscription_id", String(64), primary_key=True),
-    Column("item_id", String(128), primary_key=True),
-    Column("revision", Integer, primary_key=True),
-    Column("queued_at", Float, nullable=False),
-    Column("due_at", Float, nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("digest_id", String(64)),
-)
-
-
-def new_secret() -> str:
-    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def token_hash(token: str) -> str:
-    """Tokens are stored hashed: a database dump does not grant API access."""
-    return hashlib.sha256(token.encode()).hexdigest()
+from newswatch.shared.db import bit_distance, insert_new, insert_new_many, transaction, upsert
 
 
 def signed(value: int) -> int:
@@ -455,18 +311,10 @@ class Outcome:
     error: str | None = None
 
 
-class NotifierStore:
+class Outbox:
     def __init__(self, engine: Engine, clock: Clock = SYSTEM) -> None:
         self._engine = engine
         self._clock = clock
-        migrate(engine, COMPONENT, MIGRATIONS)
-
-    @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
-
-    def close(self) -> None:
-        self._engine.dispose()
 
     # --- routing -----------------------------------------------------------------------
 
@@ -475,108 +323,6 @@ class NotifierStore:
         """One transaction for one match: all of its subscriptions are routed, or none."""
         with transaction(self._engine, "routing a match") as conn:
             yield Routing(conn, self._clock.time())
-
-    # --- topics --------------------------------------------------------------------------
-
-    def put_topic(self, topic_id: str, query: str, owner: str) -> None:
-        with transaction(self._engine, f"saving topic {topic_id}") as conn:
-            upsert(
-                conn,
-                TOPICS,
-                [{"id": topic_id, "owner": owner, "query": query, "updated_at": self._clock.time()}],
-                ("id",),
-            )
-
-    def topic(self, topic_id: str) -> tuple[str, str] | None:
-        """(query, owner) of a topic, or None."""
-        with transaction(self._engine, "reading a topic") as conn:
-            row = conn.execute(select(TOPICS.c.query, TOPICS.c.owner).where(TOPICS.c.id == topic_id)).first()
-        return None if row is None else (row[0], row[1])
-
-    def topics(self) -> list[tuple[str, str, str]]:
-        """Every topic as (id, query, owner): topics are shared, any owner may subscribe."""
-        with transaction(self._engine, "listing topics") as conn:
-            rows = conn.execute(select(TOPICS.c.id, TOPICS.c.query, TOPICS.c.owner).order_by(TOPICS.c.id))
-            return [(r[0], r[1], r[2]) for r in rows]
-
-    def delete_topic(self, topic_id: str) -> bool:
-        with transaction(self._engine, f"deleting topic {topic_id}") as conn:
-            return conn.execute(delete(TOPICS).where(TOPICS.c.id == topic_id)).rowcount > 0
-
-    # --- subscriptions -------------------------------------------------------------------
-
-    def put_subscription(self, spec: SubscriptionConfig, owner: str) -> Subscription:
-        """Create or replace; the secret is the spec's, else the stored one, else a new one."""
-        with transaction(self._engine, f"saving subscription {spec.id}") as conn:
-            stored = conn.execute(
-                select(SUBSCRIPTIONS.c.secret).where(SUBSCRIPTIONS.c.id == spec.id)
-            ).scalar_one_or_none()
-            secret = spec.secret or stored or new_secret()
-            upsert(
-                conn,
-                SUBSCRIPTIONS,
-                [
-                    {
-                        "id": spec.id,
-                        "owner": owner,
-                        "spec": spec.model_dump_json(exclude={"secret"}),
-                        "secret": secret,
-                        "updated_at": self._clock.time(),
-                    }
-                ],
-                ("id",),
-            )
-        return Subscription(spec, owner, secret)
-
-    def subscription(self, subscription_id: str) -> Subscription | None:
-        with transaction(self._engine, "reading a subscription") as conn:
-            row = conn.execute(
-                select(SUBSCRIPTIONS.c.spec, SUBSCRIPTIONS.c.owner, SUBSCRIPTIONS.c.secret).where(
-                    SUBSCRIPTIONS.c.id == subscription_id
-                )
-            ).first()
-        return None if row is None else _subscription(row)
-
-    def subscriptions(self, owner: str | None = None) -> list[Subscription]:
-        query = select(SUBSCRIPTIONS.c.spec, SUBSCRIPTIONS.c.owner, SUBSCRIPTIONS.c.secret).order_by(
-            SUBSCRIPTIONS.c.id
-        )
-        if owner is not None:
-            query = query.where(SUBSCRIPTIONS.c.owner == owner)
-        with transaction(self._engine, "listing subscriptions") as conn:
-            return [_subscription(row) for row in conn.execute(query)]
-
-    def delete_subscription(self, subscription_id: str) -> bool:
-        with transaction(self._engine, f"deleting subscription {subscription_id}") as conn:
-            return (
-                conn.execute(delete(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == subscription_id)).rowcount > 0
-            )
-
-    def version(self) -> tuple[int, float]:
-        """Changes to subscriptions (count, latest update): replicas reload routes when it moves."""
-        with transaction(self._engine, "reading the subscription version") as conn:
-            row = conn.execute(select(func.count(), func.max(SUBSCRIPTIONS.c.updated_at))).one()
-        return int(row[0]), float(row[1] or 0.0)
-
-    # --- tokens --------------------------------------------------------------------------
-
-    def create_token(self, owner: str, name: str) -> str:
-        """A new bearer token for ``owner``; only its hash is stored, so it is shown once."""
-        token = "nwt_" + secrets.token_urlsafe(32)
-        with transaction(self._engine, "creating a token") as conn:
-            conn.execute(
-                TOKENS.insert().values(
-                    token_hash=token_hash(token), owner=owner, name=name, created_at=self._clock.time()
-                )
-            )
-        return token
-
-    def owner_of(self, token: str) -> str | None:
-        with transaction(self._engine, "checking a token") as conn:
-            owner: str | None = conn.execute(
-                select(TOKENS.c.owner).where(TOKENS.c.token_hash == token_hash(token))
-            ).scalar_one_or_none()
-        return owner
 
     # --- outbox and delivery log --------------------------------------------------------
 
@@ -733,8 +479,11 @@ class NotifierStore:
         status: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        topic_id: str | None = None,
+        until: float | None = None,
     ) -> list[Delivery]:
-        """The delivery log, newest first; ``owner`` limits it to that owner's subscriptions."""
+        """The delivery log, newest first; ``owner`` limits it to that owner's subscriptions
+        (a subscription id is never another owner's, even after a delete: see ``catalog``)."""
         query = select(*DELIVERIES.c).order_by(DELIVERIES.c.created_at.desc()).limit(limit)
         if owner is not None:
             owned = select(SUBSCRIPTIONS.c.id).where(SUBSCRIPTIONS.c.owner == owner)
@@ -745,6 +494,10 @@ class NotifierStore:
             query = query.where(DELIVERIES.c.status == status)
         if since is not None:
             query = query.where(DELIVERIES.c.created_at >= since)
+        if until is not None:
+            query = query.where(DELIVERIES.c.created_at < until)
+        if topic_id is not None:
+            query = query.where(DELIVERIES.c.topic_id == topic_id)
         with transaction(self._engine, "reading the delivery log") as conn:
             return [Delivery(**row._mapping) for row in conn.execute(query)]
 
@@ -874,8 +627,3 @@ class NotifierStore:
                 )
             ).rowcount
         return int(gone)
-
-
-def _subscription(row: Any) -> Subscription:
-    spec = SubscriptionConfig.model_validate_json(row[0])
-    return Subscription(spec, row[1], row[2])
