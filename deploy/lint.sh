@@ -24,7 +24,9 @@ need() {  # need TOOL DEBIAN-PACKAGE
 "$BIN/yamllint" --strict deploy
 "$BIN/hadolint" deploy/Dockerfile
 if need docker-compose docker-compose; then
+    export POSTGRES_PASSWORD=lint GRAFANA_ADMIN_PASSWORD=lint  # what an operator writes in .env
     docker-compose -f deploy/compose/docker-compose.yml config -q
+    docker-compose -f deploy/compose/docker-compose.yml --profile production config -q
     NW_CONFIG_FILE=./newswatch-demo.yaml docker-compose -f deploy/compose/docker-compose.yml --profile demo config -q
 fi
 if need promtool prometheus; then
