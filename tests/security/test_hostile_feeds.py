@@ -1,8 +1,8 @@
-"""Hostile feeds through the fetcher's real poll path: each refused or contained, each counted.
+"""The fetcher's hostile-feed table, one test per attack, through the real poll path: each
+refused or contained, each counted.
 
-Reported per case: outcome, elapsed seconds, and peak Python memory (tracemalloc). The
-< 2 s / < 100 MB goals are reported here and in the notes, not asserted on time (timing
-assertions are flaky on shared CI machines); memory is asserted.
+Printed per case: outcome, elapsed seconds, and peak Python memory (tracemalloc). Memory is
+asserted; time is reported, not asserted (timing assertions are flaky on shared CI machines).
 """
 
 from __future__ import annotations
@@ -145,53 +145,58 @@ def hostile_server() -> Iterator[str]:
 
 
 CASES = [
-    ("/quadratic.xml", {"ok"}),  # entity refs left unexpanded
-    ("/laughs.xml", {"ok"}),
-    ("/xxe.xml", {"ok"}),
-    ("/huge.xml", {"too_large"}),
-    ("/gzip-bomb.xml", {"too_large"}),
-    ("/slow-parse.xml", {"parse_error"}),  # a valid 3 MB feed, over the parse time cap
-    ("/dribble.xml", {"network_error"}),
-    ("/to-loopback.xml", {"blocked"}),
-    ("/to-metadata.xml", {"blocked"}),
+    ("/quadratic.xml", {"ok"}, "q"),  # entity refs left unexpanded
+    ("/laughs.xml", {"ok"}, "l"),
+    ("/xxe.xml", {"ok"}, "x"),
+    ("/huge.xml", {"too_large"}, None),
+    ("/gzip-bomb.xml", {"too_large"}, None),
+    ("/slow-parse.xml", {"parse_error"}, None),  # a valid 3 MB feed, over the parse time cap
+    ("/dribble.xml", {"network_error"}, None),
+    ("/to-loopback.xml", {"blocked"}, None),
+    ("/to-metadata.xml", {"blocked"}, None),
 ]
 
 
-def test_hostile_feeds_are_refused_or_contained(
-    aio: Aio, tmp_path: Path, broker: EmbeddedBroker, kafka_settings: KafkaSettings, hostile_server: str
+@pytest.mark.parametrize(
+    ("path", "allowed", "guid"), CASES, ids=[c[0].strip("/").removesuffix(".xml") for c in CASES]
+)
+def test_hostile_feed_is_refused_or_contained(
+    path: str,
+    allowed: set[str],
+    guid: str | None,
+    aio: Aio,
+    tmp_path: Path,
+    broker: EmbeddedBroker,
+    kafka_settings: KafkaSettings,
+    hostile_server: str,
 ) -> None:
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
     settings = FetcherSettings(timeout=1.5, parse_timeout=0.5, isolate_parse_above=MB)
-    metrics = FetcherMetrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = FetcherMetrics(registry)
     store = FetcherStore(make_engine(f"sqlite:///{tmp_path}/f.sqlite3"), 100)
     publisher = Publisher(
         producer_factory(broker.bootstrap, kafka_settings, "h"), metrics.pipeline, send_timeout=5
     )
     client = make_client(settings, NetGuard([ipaddress.ip_network(f"{HOST}/32")]))
     poller = FeedPoller(client, store, publisher, metrics, settings, Health())
-    rows = []
     try:
-        for path, allowed in CASES:
-            before = {o: metrics.polls.labels(o)._value.get() for o in allowed}
-            tracemalloc.start()
-            started = time.perf_counter()
-            outcome = aio(poller.poll(hostile_server + path)).outcome
-            elapsed = time.perf_counter() - started
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            rows.append((path, outcome, elapsed, peak / MB))
-            assert outcome in allowed, f"{path}: {outcome}"
-            assert metrics.polls.labels(outcome)._value.get() == before[outcome] + 1
-            assert peak < 100 * MB, f"{path}: peak {peak / MB:.0f} MB"
+        tracemalloc.start()
+        started = time.perf_counter()
+        outcome = aio(poller.poll(hostile_server + path)).outcome
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
     finally:
         aio(client.aclose())
         publisher.close()
         store.close()
-    print(f"\n{'case':<20} {'outcome':<14} {'seconds':>8} {'peak MB':>8}")
-    for path, outcome, elapsed, peak_mb in rows:
-        print(f"{path:<20} {outcome:<14} {elapsed:>8.2f} {peak_mb:>8.1f}")
-    items = {i["guid"].rsplit("/", 1)[-1]: i for i in read_json(broker.bootstrap, ITEMS)}
-    assert set(items) == {"q", "l", "x"}
-    assert len(items["q"]["title"]) < 20_000, "the quadratic entity must not be expanded"
-    assert "lollollol" not in items["l"]["title"]
-    assert "root:" not in items["x"]["title"] + items["x"]["summary"], "no external entity may be read"
+    print(f"\n{path:<20} {outcome:<14} {elapsed:>6.2f} s {peak / MB:>8.1f} MB peak")
+    assert outcome in allowed, f"{path}: {outcome}"
+    assert registry.get_sample_value("newswatch_fetcher_polls_total", {"outcome": outcome}) == 1
+    assert peak < 100 * MB, f"{path}: peak {peak / MB:.0f} MB"
+    if guid is not None:
+        (item,) = read_json(broker.bootstrap, ITEMS)
+        assert item["guid"].rsplit("/", 1)[-1] == guid
+        assert len(item["title"]) < 20_000, "an entity must not be expanded"
+        assert "lollollol" not in item["title"] and "root:" not in item["title"] + item["summary"]
