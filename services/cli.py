@@ -15,7 +15,7 @@ from newswatch import __version__
 from newswatch.shared.config import Config, load_config
 from newswatch.shared.errors import ConfigError, NewswatchError
 from newswatch.shared.logs import setup_logging
-from newswatch.shared.runtime import stop_event_on_signals
+from newswatch.shared.runtime import Shutdown, stop_event_on_signals
 
 if TYPE_CHECKING:
     from newswatch.matcher.topics import Compiler
@@ -212,21 +212,28 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return 0
     if command == "demo":
         from newswatch.demo.run import run_demo
+        from newswatch.up import up_grace
 
-        stop = stop_event_on_signals()
+        shutdown = Shutdown(up_grace(Config())).install()
         logging.getLogger().setLevel(logging.WARNING)  # the demo's terminal is for alerts
-        run_demo(stop, args.workdir, broker_port=args.broker_port)
+        run_demo(shutdown.stop, args.workdir, broker_port=args.broker_port, on_force=shutdown.on_force)
         return 0
     config = load_config(args.config)
     if command == "up":
-        from newswatch.up import run_up
+        from newswatch.up import run_up, up_grace
 
-        stop = stop_event_on_signals()
-        run_up(config, args.config or _env_config_path(), stop, broker_port=args.broker_port)
+        shutdown = Shutdown(up_grace(config)).install()
+        run_up(
+            config,
+            args.config or _env_config_path(),
+            shutdown.stop,
+            broker_port=args.broker_port,
+            on_force=shutdown.on_force,
+        )
         return 0
     port = args.http_port if args.http_port is not None else getattr(config.http, f"{command}_port")
-    stop = stop_event_on_signals()
-    _service_runner(command)(config, port, stop)
+    shutdown = Shutdown(config.stop_grace).install()
+    _service_runner(command)(config, port, shutdown.stop)
     return 0
 
 

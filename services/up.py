@@ -13,14 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from newswatch.apply import apply_topics, bootstrap_file
-from newswatch.shared.broker import EmbeddedBroker
+from newswatch.shared.broker import BROKER_STOP, EmbeddedBroker
 from newswatch.shared.config import Config
 from newswatch.shared.processes import child_env, free_port, port_open, python_module_command
-from newswatch.supervisor import Child, Supervisor
+from newswatch.supervisor import KILL_MARGIN, Child, Supervisor
 
 log = logging.getLogger(__name__)
 SERVICES = ("fetcher", "matcher", "notifier")
 DEFAULT_BROKER_PORT = 9092
+
+
+def up_grace(config: Config) -> float:
+    """How long ``up`` may take to stop: its services' grace (they stop in parallel, each
+    bounded by ``stop_grace``), the supervisor's SIGKILL margin, then the broker's stop."""
+    return config.stop_grace + KILL_MARGIN + BROKER_STOP + 1.0
 
 
 def pick_broker_port(requested: int | None) -> int:
@@ -38,8 +44,10 @@ def run_up(
     log_dir: Path | None = None,
     announce: Callable[[str], None] = print,
     extra_env: dict[str, str] | None = None,
+    on_force: Callable[[Callable[[], None]], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set, then stop every child and the broker."""
+    """Run until ``stop`` is set, then stop every child (in parallel) and the broker.
+    ``on_force`` registers what a forced stop (a second Ctrl-C) runs: kill them all now."""
     broker = None
     marker = bootstrap_file(config.state_dir)
     supervisor: Supervisor | None = None
@@ -53,6 +61,8 @@ def run_up(
                 log_dir.mkdir(parents=True, exist_ok=True)
                 broker_log = (log_dir / "broker.log").open("ab")
             broker = EmbeddedBroker(pick_broker_port(broker_port), log_to=broker_log)
+            if on_force is not None:
+                on_force(broker.kill)
             broker.start()
             bootstrap = broker.bootstrap
             announce(f"embedded broker (memory only) at {bootstrap}")
@@ -72,7 +82,9 @@ def run_up(
             if config_path is not None:
                 args += ["--config", str(config_path)]
             children.append(Child(name, args, env))
-        supervisor = Supervisor(children, log_dir=log_dir, broker=broker)
+        supervisor = Supervisor(children, log_dir=log_dir, broker=broker, grace=config.stop_grace)
+        if on_force is not None:
+            on_force(supervisor.kill)
         announce(
             "services: " + ", ".join(f"{n} http://{config.http.host}:{ports[n]}/metrics" for n in SERVICES)
         )

@@ -6,6 +6,7 @@ single-machine use; production points ``kafka.bootstrap`` at Apache Kafka.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import logging
 import os
@@ -22,6 +23,8 @@ from newswatch.shared.processes import port_open, spawn, terminate
 
 log = logging.getLogger(__name__)
 BROKER_BIN_ENV = "NEWSWATCH_BROKER_BIN"
+#: Longest a broker stop takes: SIGINT, SIGKILL after half of it, then reaping.
+BROKER_STOP = 10.0
 
 
 def find_tansu() -> str:
@@ -99,4 +102,10 @@ class EmbeddedBroker:
     def stop(self) -> None:
         # tansu drains for ~5 s on SIGTERM but stops at once on SIGINT; it keeps nothing to flush.
         if self._proc is not None:
-            terminate(self._proc, grace=5.0, first=signal.SIGINT)
+            terminate(self._proc, grace=BROKER_STOP / 2, first=signal.SIGINT)
+
+    def kill(self) -> None:
+        """SIGKILL, for a forced stop: the broker keeps nothing worth waiting for."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()

@@ -46,6 +46,7 @@ RESERVED_ENV = frozenset(
         "NEWSWATCH_API_URL",
         "NEWSWATCH_API_TOKEN",
         "NEWSWATCH_PURE_PYTHON",  # read by setup.py when installing
+        "NEWSWATCH_TEST_STALL",  # a test hook (shared/runtime.stall_point)
     }
 )
 
@@ -339,9 +340,6 @@ class SubscriptionConfig(_Frozen):
 class FetcherSettings(_Frozen):
     concurrency: int = Field(default=64, ge=1, le=4096, description="fetches in flight at the same time")
     workers: int = Field(default=4, ge=1, le=64, description="threads that parse, publish and record polls")
-    stop_grace: Duration = Field(
-        default=20.0, ge=0, description="on shutdown, how long polls in flight may take to finish"
-    )
     timeout: Duration = Field(default=20.0, gt=0, description="total time allowed for one fetch")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="after decompression")
     max_redirects: int = Field(default=5, ge=0, le=20)
@@ -379,6 +377,15 @@ class FetcherSettings(_Frozen):
         if self.replica >= self.replicas:
             raise ValueError(f"replica must be below replicas ({self.replicas}), got {self.replica}")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "stop_grace" in data:
+            raise ValueError(
+                "fetcher.stop_grace moved to the top-level `stop_grace`, which bounds every service's stop"
+            )
+        return data
 
 
 class MatcherSettings(_Frozen):
@@ -498,6 +505,15 @@ class Config(_Frozen):
     database_url: SecretStr | None = Field(
         default=None,
         description="PostgreSQL URL for shared state; absent: a SQLite file per service in state_dir",
+    )
+    stop_grace: Duration = Field(
+        default=20.0,
+        ge=1.0,
+        le=3600.0,
+        description=(
+            "after SIGTERM or SIGINT, how long a service may take to finish its work in flight;"
+            " then it exits anyway, leaving that work uncommitted (redelivered)"
+        ),
     )
     http: HttpSettings = HttpSettings()
     fetcher: FetcherSettings = FetcherSettings()

@@ -1,8 +1,9 @@
 """Child processes that cannot outlive their parent.
 
 ``up`` and ``demo`` start the broker and the services as children. If the parent is
-killed (even with SIGKILL), the kernel sends the child SIGTERM (PR_SET_PDEATHSIG), so no
-orphan keeps a port or a broker running. Children run in their own session: a Ctrl-C in
+killed (even with SIGKILL), the kernel sends the child SIGTERM (PR_SET_PDEATHSIG): a
+service then stops as on any SIGTERM, within ``stop_grace`` even when stuck (its
+watchdog, ``shared/runtime``), so no orphan keeps a port, a CPU or a broker. Children run in their own session: a Ctrl-C in
 the terminal reaches only the parent, which then stops the services before the broker
 (otherwise the broker dies first and the services cannot commit or leave their group).
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +42,11 @@ def demo_config(feed_base: str, hook_url: str, state_dir: Path) -> dict[str, Any
 
 
 def run_demo(
-    stop: threading.Event, workdir: Path, broker_port: int | None = None, out: TextIO = sys.stdout
+    stop: threading.Event,
+    workdir: Path,
+    broker_port: int | None = None,
+    out: TextIO = sys.stdout,
+    on_force: Callable[[Callable[[], None]], None] | None = None,
 ) -> None:
     """Run until ``stop``; ``workdir`` is wiped first so every demo starts fresh."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -70,7 +75,15 @@ def run_demo(
     say(f"watching topic nk-ukraine: {DEMO_QUERY!r}")
     say(f"config: {config_path}   service logs: {workdir / 'logs'}")
     try:
-        run_up(config, config_path, stop, broker_port=broker_port, log_dir=workdir / "logs", announce=say)
+        run_up(
+            config,
+            config_path,
+            stop,
+            broker_port=broker_port,
+            log_dir=workdir / "logs",
+            announce=say,
+            on_force=on_force,
+        )
     finally:
         receiver.stop()
         feeds.stop()

@@ -37,6 +37,7 @@ from newswatch.shared.durations import parse_retry_after
 from newswatch.shared.errors import PublishError
 from newswatch.shared.health import Health
 from newswatch.shared.kafka_io import PartialPublishError, Publisher, Record
+from newswatch.shared.runtime import stall_point
 from newswatch.shared.tracing import HEADER as TRACE_HEADER
 from newswatch.shared.tracing import new_traceparent, trace_id
 
@@ -137,6 +138,7 @@ class FeedPoller:
             self._store.record_success(url, state.validators, fetched.moved_to)
             self._recovered(url, recovered)
             return PollResult("not_modified")
+        stall_point("fetcher.process")
         self._metrics.bytes.inc(len(fetched.body))
         body_hash = hashlib.sha256(fetched.body).hexdigest()
         if body_hash == state.body_hash:  # same bytes as the last complete poll: nothing new to parse

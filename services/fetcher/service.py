@@ -41,6 +41,7 @@ from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
 from newswatch.shared.kafka_io import Publisher
 from newswatch.shared.netguard import NetGuard
+from newswatch.shared.runtime import drain_budget
 from newswatch.shared.table import TableReader
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class FeedScheduler:
 
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
-    """Run until ``stop`` is set; in-flight polls finish (within ``fetcher.stop_grace``) first."""
+    """Run until ``stop`` is set; polls in flight may finish (within ``drain_budget(stop_grace)``)."""
     bootstrap = config.require_bootstrap()  # fail before opening anything
     registry = CollectorRegistry()
     metrics = FetcherMetrics(registry)
@@ -261,7 +262,7 @@ async def _poll_feeds(
         finally:
             health.set_not_ready("stopping")
             scheduler.pause()  # no new polls; the ones in flight may finish
-            unfinished = await feeds.drain(settings.stop_grace)
+            unfinished = await feeds.drain(drain_budget(config.stop_grace))
             if unfinished:
                 log.warning(
                     "polls cut short at shutdown; they are retried at the next start",

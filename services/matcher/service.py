@@ -32,6 +32,7 @@ from newswatch.shared.kafka_io import (
     in_order,
     loop_policy,
 )
+from newswatch.shared.runtime import stall_point
 from newswatch.shared.tracing import HEADER as TRACE_HEADER
 from newswatch.shared.tracing import child, from_headers, trace_id
 
@@ -66,6 +67,7 @@ class ItemProcessor:
         return decode(Item, message.value)
 
     def process(self, batch: Sequence[Envelope[Item]]) -> dict[int, BaseException]:
+        stall_point("matcher.process")
         failures: dict[int, BaseException] = {}
         found: list[list[Match]] = []
         for index, envelope in enumerate(batch):

@@ -21,6 +21,7 @@ from newswatch.notifier.model import Delivery, Subscription
 from newswatch.notifier.router import Accepts, Incoming, Router
 from newswatch.shared.contract import Match, decode
 from newswatch.shared.kafka_io import Envelope, Message
+from newswatch.shared.runtime import stall_point
 from newswatch.shared.tracing import from_headers, trace_id
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class MatchProcessor:
         return decode(Match, message.value)
 
     def process(self, batch: Sequence[Envelope[Match]]) -> dict[int, BaseException]:
+        stall_point("notifier.process")
         incoming = [
             Incoming(e.payload, self._subscribers(e.payload), from_headers(e.message.headers)) for e in batch
         ]

@@ -34,6 +34,7 @@ from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
 from newswatch.shared.kafka_io import ConsumerLoop, Publisher, loop_policy
 from newswatch.shared.netguard import NetGuard, install_urllib3_guard
+from newswatch.shared.runtime import drain_budget
 
 log = logging.getLogger(__name__)
 GROUP_ID = "newswatch-notifier"
@@ -175,7 +176,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         wake.set()
         if sender.is_alive():
             sender.join(timeout=5)
-        dispatcher.close(wait=settings.timeout)
+        dispatcher.close(wait=min(settings.timeout, drain_budget(config.stop_grace)))
         blocking.shutdown(wait=False, cancel_futures=True)
         if api is not None:
             api.stop()

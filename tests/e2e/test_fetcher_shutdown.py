@@ -35,7 +35,8 @@ def test_sigterm_lets_the_poll_in_flight_finish(tmp_path: Path, broker: Embedded
             "kafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
             "allow_networks": ["127.0.0.0/8"],
             "state_dir": str(tmp_path / "state"),
-            "fetcher": {"start_spread": "0s", "stop_grace": "15s"},
+            "stop_grace": "15s",
+            "fetcher": {"start_spread": "0s"},
             "feeds": [{"url": f"{base}/slow.xml", "interval": "60s"}],
         }
         config_path = tmp_path / "newswatch.yaml"

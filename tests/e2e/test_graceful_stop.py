@@ -37,7 +37,8 @@ def test_sigterm_each_service_in_turn_loses_and_duplicates_nothing(
     ports = {name: free_port() for name in ("fetcher", "matcher", "notifier")}
     config_path = write_config(
         tmp_path,
-        fetcher={"start_spread": "0s", "backfill_max_items": 1000, "stop_grace": "10s"},
+        stop_grace="10s",
+        fetcher={"start_spread": "0s", "backfill_max_items": 1000},
         notifier={"timeout": "2s", "smtp": {"timeout": "2s"}},
         feeds=[{"url": f"{server.base_url}/feed{f}.xml", "interval": "1s"} for f in range(FEEDS)],
         topics=[{"id": "deploy", "query": "troops deployment"}],

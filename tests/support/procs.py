@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,50 @@ class ServiceProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+_PARENT = """
+import sys, time
+from newswatch.shared.processes import spawn
+with open(sys.argv[1], "ab") as out:
+    child = spawn(sys.argv[2:], stdout=out, stderr=out)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+class ParentedService(ServiceProcess):
+    """A service started by an intermediate parent, as ``up`` starts it (same spawn, same
+    parent-death signal), so a test can kill the parent and watch what the child does."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        super().__init__(name, args, env, log_dir)
+        self.parent: subprocess.Popen[bytes] | None = None
+        self.child_pid = 0
+
+    def start(self) -> ParentedService:
+        self.parent = spawn(
+            [sys.executable, "-c", _PARENT, str(self.log_path), *self.args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+        )
+        assert self.parent.stdout is not None
+        self.child_pid = int(self.parent.stdout.readline() or b"0")
+        assert self.child_pid, "the parent did not start the service"
+        return self
+
+    def alive(self) -> bool:
+        return pid_alive(self.child_pid)
+
+    def stop(self, grace: float = 20.0) -> int | None:
+        """Kill both (a test's cleanup; the child is not ours to wait for)."""
+        if pid_alive(self.child_pid):
+            os.kill(self.child_pid, signal.SIGKILL)
+        if self.parent is not None:
+            terminate(self.parent, grace=1.0)
+            if self.parent.stdout is not None:
+                self.parent.stdout.close()
+        return None
 
 
 def http_ok(url: str) -> bool:

@@ -155,3 +155,14 @@ def test_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "deploy" / "newswatch.example.yaml"
     config = load_config(example, env={})
     assert config.topics[0].query == "North Korea Ukraine deployment"
+
+
+def test_the_old_fetcher_stop_grace_says_where_it_moved(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fetcher.stop_grace moved to the top-level `stop_grace`"):
+        load_config(write(tmp_path, "fetcher:\n  stop_grace: 10s\n"), env={})
+
+
+def test_stop_grace_is_bounded_and_read_from_the_environment() -> None:
+    assert load_config(None, env={"NEWSWATCH_STOP_GRACE": "7s"}).stop_grace == 7.0
+    with pytest.raises(ConfigError, match="stop_grace"):
+        load_config(None, env={"NEWSWATCH_STOP_GRACE": "0s"})

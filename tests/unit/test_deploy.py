@@ -16,6 +16,8 @@ from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.matcher.metrics import MatcherMetrics
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.shared.config import load_config
+from newswatch.shared.durations import parse_duration
+from newswatch.supervisor import KILL_MARGIN
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 _METRIC = re.compile(r"\b(newswatch_[a-z0-9_]+)\b")
@@ -116,3 +118,24 @@ def test_kubernetes_environment_and_config_load(overlay: str) -> None:
     config = load_config(DEPLOY / "k8s" / "base" / "newswatch.yaml", env=environment)
     assert config.http.host == "0.0.0.0" and config.kafka.bootstrap
     assert config.kafka.partitions == (6 if overlay == "overlays/prod" else 3)
+
+
+def test_platform_grace_periods_exceed_the_services_stop_grace() -> None:
+    """The platform's SIGKILL must come after a service's own hard exit (stop_grace), or a
+    stuck service dies without logging where it was stuck."""
+    for name in ("fetcher", "matcher", "notifier"):
+        service = compose_services()[name]
+        grace = parse_duration(str(service["environment"]["NEWSWATCH_STOP_GRACE"]))
+        assert parse_duration(str(service["stop_grace_period"])) >= grace + KILL_MARGIN, name
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
+    literals = next(g for g in kustomization["configMapGenerator"] if g["name"] == "newswatch-env")[
+        "literals"
+    ]
+    grace = parse_duration(dict(line.split("=", 1) for line in literals)["NEWSWATCH_STOP_GRACE"])
+    for name in ("fetcher", "matcher", "notifier"):
+        deployment = next(
+            doc
+            for doc in yaml.safe_load_all((DEPLOY / "k8s" / "base" / f"{name}.yaml").read_text())
+            if doc and doc.get("kind") in ("Deployment", "StatefulSet")
+        )
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= grace + KILL_MARGIN

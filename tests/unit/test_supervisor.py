@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newswatch.supervisor import Child, Supervisor
+from newswatch.supervisor import KILL_MARGIN, Child, Supervisor
 from tests.support.procs import pid_alive
 from tests.support.waiting import wait_for
 
@@ -78,3 +78,45 @@ def test_run_stops_children_when_the_stop_event_is_set(tmp_path: Path) -> None:
     thread.join(timeout=5)
     sup.stop()
     assert child.proc is not None and child.proc.returncode is not None
+
+
+DEAF = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+
+
+def _started(children: list[Child], tmp_path: Path) -> None:
+    for child in children:
+        wait_for(
+            lambda: "ready" in (tmp_path / f"{child.name}.log").read_text(),  # noqa: B023 - waited for at once
+            30,
+            what=f"{child.name} ignoring SIGTERM",
+        )
+
+
+def test_stop_shares_one_deadline_across_children_that_ignore_sigterm(tmp_path: Path) -> None:
+    """Three children deaf to SIGTERM: all are killed after one grace period, not three."""
+    grace = 1.0
+    children = [Child(f"deaf{n}", py(DEAF), {}) for n in range(3)]
+    sup = Supervisor(children, log_dir=tmp_path, grace=grace)
+    sup.start()
+    try:
+        _started(children, tmp_path)
+    finally:
+        started = time.monotonic()
+        sup.stop()
+        took = time.monotonic() - started
+    assert all(c.proc is not None and c.proc.returncode == -9 for c in children)
+    assert took < 2 * (grace + KILL_MARGIN), took  # one shared deadline; sequential would be 3x
+
+
+def test_kill_ends_every_child_at_once(tmp_path: Path) -> None:
+    children = [Child(f"deaf{n}", py(DEAF), {}) for n in range(2)]
+    sup = Supervisor(children, log_dir=tmp_path, grace=60.0)
+    sup.start()
+    try:
+        _started(children, tmp_path)
+        sup.kill()
+        for child in children:
+            assert child.proc is not None
+            assert child.proc.wait(timeout=10) == -9
+    finally:
+        sup.stop()
