@@ -12,7 +12,9 @@ mypyc names a module by the packages around its file, and the repository layout 
 staged copy laid out as the installed package (``build/mypyc-src/newswatch/...``).
 
 Set ``NEWSWATCH_PURE_PYTHON=1`` to install without compiling; without a C compiler or Python's
-headers the build says so and installs pure Python, which is correct, only slower.
+headers the build says so and installs pure Python, which is correct, only slower. Every
+extension is optional: one that fails to compile is left out with a warning and its Python
+source runs instead.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from pathlib import Path
 
 from mypyc.build import mypycify  # a build requirement (pyproject.toml)
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 #: The modules compiled (paths inside the installed package).
 COMPILED = ("matcher/document.py", "matcher/evaluate.py", "matcher/presearch.py")
 STAGE = ROOT / "build" / "mypyc-src"
+#: Names of the extensions mypyc made (they stand or fall together, see GroupOrNothing).
+GROUP: set[str] = set()
 
 
 def _missing_toolchain() -> str | None:
@@ -67,12 +72,38 @@ def _extensions() -> list[Extension]:
         return []
     # mypy names a module from the packages around its file: newswatch.matcher.document.
     compiled = list(mypycify(_stage(), opt_level="3", group_name="newswatch_matcher"))
+    GROUP.update(extension.name for extension in compiled)
     # Presearch's pair table, written in C (keypairs.py is its Python twin and says why).
     pairs = Extension("newswatch.matcher._keypairs", ["services/matcher/_keypairs.c"])
     # An item's words (text.split_words is its Python twin and says why).
     words = Extension("newswatch.matcher._words", ["services/matcher/_words.c"])
-    return [*compiled, pairs, words]
+    extensions = [*compiled, pairs, words]
+    for extension in extensions:
+        # A compile error (an unusual compiler, a Python whose internals differ) must not fail
+        # the install: setuptools then skips the module with a warning, the Python twin runs,
+        # and the matcher says so at start (compiled.py).
+        extension.optional = True
+    return extensions
+
+
+class GroupOrNothing(build_ext):  # type: ignore[misc] # setuptools is untyped
+    """mypyc's modules are thin shims around one shared group library: a shim built without its
+    group would fail to import instead of falling back to the Python source. So when any of
+    them failed, none of them is kept."""
+
+    def run(self) -> None:
+        super().run()
+        group = [e for e in self.extensions if e.name in GROUP]
+        built = [Path(self.get_ext_fullpath(e.name)) for e in group]
+        if any(not path.exists() for path in built):
+            for path in built:
+                path.unlink(missing_ok=True)
+            if group:
+                print(
+                    "newswatch: the mypyc modules did not all build: the matcher's hot modules stay Python",
+                    file=sys.stderr,
+                )
 
 
 if __name__ == "__main__":  # as setuptools runs it; tests import _missing_toolchain
-    setup(ext_modules=_extensions())
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": GroupOrNothing})

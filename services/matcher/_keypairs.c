@@ -21,6 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A hint to fetch memory early: GCC and Clang have a builtin, other compilers do without. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)0)
+#endif
+
+/* Reading a set's stored hashes uses a CPython internal (private since 3.13, absent in other
+ * Pythons): only where it exists; elsewhere a set is iterated like any iterable. */
+#if !defined(PYPY_VERSION) && PY_VERSION_HEX < 0x030D0000
+#define HAVE_SET_NEXT_ENTRY 1
+#endif
+
 typedef struct {
     Py_hash_t first; /* 0: an empty slot (a key hashing to 0 is stored as 1, see key_hash) */
     uint32_t start;  /* its seconds are seconds[start : start + count] */
@@ -216,7 +229,7 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     for (Py_ssize_t a = 0; a < nargs; a++) {
-#if PY_VERSION_HEX < 0x030D0000 /* 3.13 made _PySet_NextEntry internal: iterate there */
+#ifdef HAVE_SET_NEXT_ENTRY
         if (PyAnySet_Check(args[a])) {
             /* A set holds its keys' hashes: read them there, not from the keys (the item's
              * key strings belong to the word cache and are mostly out of the CPU's cache). */
@@ -269,7 +282,7 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
         size_t bit = (size_t)h & self->bits_mask;
         if (self->bits[bit / 64] & ((uint64_t)1 << (bit % 64))) {
             hashes[distinct++] = h;
-            __builtin_prefetch(&self->slots[spread(h) & self->mask]);
+            PREFETCH(&self->slots[spread(h) & self->mask]);
         }
     }
     Py_ssize_t found = 0; /* slots of the keys that are first keys, packed into `hashes` */
@@ -292,7 +305,7 @@ static PyObject *KeyPairs_probe(KeyPairs *self, PyObject *const *args, Py_ssize_
             at = (at + 1) & self->mask;
         }
         if (slot->first == 0) continue;
-        __builtin_prefetch(self->seconds + slot->start);
+        PREFETCH(self->seconds + slot->start);
         hits[found++] = slot;
     }
     result = PyList_New(0);
