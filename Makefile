@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed' -o -name '*.c' -o -name '*.pyi') pyproject.toml setup.py
+SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed' -o -name '*.c' -o -name '*.pyi' -o -name '*.js' -o -name '*.css' -o -name '*.txt') pyproject.toml setup.py
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-chaos lint lint-deploy typecheck unit integration e2e install clean
+.PHONY: demo test test-chaos lint lint-deploy browser typecheck unit integration e2e install clean
 
 # The venv is rebuilt when pyproject.toml changes; the package is reinstalled (not editable:
 # the fixed repo layout maps onto the `newswatch.*` import names only in an installed copy)
@@ -48,9 +48,13 @@ test-chaos: install
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# The browser tests drive Debian's Chromium: installed here when missing (CI fails without it).
+browser:
+	@tests/support/need_browser.sh
+
 # Tests start what they need themselves (the broker on a free port, HTTP servers on 127.0.0.1).
-test: lint lint-deploy
+test: lint lint-deploy browser
 	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newswatch import __version__
-from newswatch.shared.config import Config, load_config
+from newswatch.shared.config import Config, check_email, load_config
 from newswatch.shared.errors import ConfigError, NewswatchError
 from newswatch.shared.logs import setup_logging
 from newswatch.shared.runtime import Shutdown, stop_event_on_signals
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="admin: topics, backfills, apply, tokens; subscriber: own subscriptions (default)",
     )
     create.add_argument("--expires", metavar="DURATION", help="e.g. 90d (default: never)")
+    create.add_argument(
+        "--email", help="the holder's address: the web app may mail it a sign-in link (instead of the token)"
+    )
     listing = tokens_sub.add_parser("list", help="list tokens: id, owner, role, last use (never the token)")
     listing.add_argument("--owner", help="only this owner's")
     revoke = tokens_sub.add_parser("revoke", help="revoke a token by its id (see `tokens list`)")
@@ -353,7 +356,13 @@ def _tokens(args: argparse.Namespace) -> int:
     db = open_db(config)
     try:
         if args.tokens_command == "create":
-            token, info = db.tokens.create(args.owner, args.name, args.role, expires)
+            email = None
+            if args.email:
+                try:
+                    email = check_email(args.email)
+                except ValueError as exc:
+                    raise ConfigError(f"--email: {exc}") from exc
+            token, info = db.tokens.create(args.owner, args.name, args.role, expires, email)
             print(token)
             print(
                 f"id {info.token_id}, owner {info.owner}, role {info.role} (the token is shown once)",

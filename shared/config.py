@@ -74,6 +74,17 @@ _MAILBOX = re.compile(
 )
 
 
+def check_email(value: str) -> str:
+    """One mailbox (a token holder's address for sign-in links)."""
+    value = value.strip()
+    if not _MAILBOX.match(value):
+        raise ValueError(f"expected one email address, such as name@example.org, got {value[:200]!r}")
+    return value.lower()
+
+
+EmailText = Annotated[str, BeforeValidator(lambda v: check_email(str(v)))]
+
+
 def check_channel_url(value: str) -> str:
     """http(s) for webhooks, ``mailto:`` for email (one address), any other scheme for
     Apprise, among its plugins that send over HTTP (the egress guard covers those)."""
@@ -482,6 +493,23 @@ class NotifierSettings(_Frozen):
         default=7 * 86_400.0, gt=0, description="furthest back a topic test or a backfill may read"
     )
     max_topics_per_owner: int = Field(default=200, ge=1, description="topics one owner may have")
+    public_url: HttpUrlText | None = Field(
+        default=None,
+        description="the web app's address as people reach it (links in emails and feeds); "
+        "absent: http://<http.host>:<http.api_port>",
+    )
+    session_lifetime: Duration = Field(
+        default=7 * 86_400.0, ge=60.0, description="how long a web app sign-in lasts"
+    )
+    signin_link_lifetime: Duration = Field(
+        default=900.0, ge=60.0, le=86_400.0, description="how long a mailed sign-in link works"
+    )
+    confirm_within: Duration = Field(
+        default=48 * 3600.0,
+        ge=600.0,
+        description="how long the link that confirms an email subscription works (double opt-in)",
+    )
+    feed_items: int = Field(default=50, ge=1, le=500, description="entries in a subscription's alert feed")
     max_subscriptions_per_owner: int = Field(
         default=200, ge=1, description="subscriptions one owner may have"
     )

@@ -56,6 +56,27 @@ class AliasTable:
     def lookup(self, words: Sequence[str]) -> tuple[tuple[str, ...], ...] | None:
         return self._by_key.get(_key(words))
 
+    def expansions(self, text: str) -> list[tuple[str, list[str]]]:
+        """The alias sets ``text`` names, longest name first, as (the name as written, the
+        other names of its set): what a query's words also match ("North Korea" = DPRK, …)."""
+        words = [t.text for t in tokenize(text)]
+        found: list[tuple[str, list[str]]] = []
+        at = 0
+        while at < len(words):
+            for size in range(min(self.longest, len(words) - at), 0, -1):
+                run = words[at : at + size]
+                alternatives = self.lookup(run)
+                if alternatives is not None:
+                    key = _key(run)
+                    others = [" ".join(a) for a in alternatives if _key(a) != key]
+                    if not any(name.lower() == " ".join(key) for name, _ in found):
+                        found.append((" ".join(run), others))
+                    at += size
+                    break
+            else:
+                at += 1
+        return found
+
 
 def load_sets(path: Path | str) -> list[list[str]]:
     """Alias sets from a YAML file: a list of lists of names. Errors name the file and entry."""

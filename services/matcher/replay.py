@@ -31,6 +31,7 @@ class Recent:
     items: list[Item]
     read: int  # records read on newswatch.items
     skipped: int  # records that were not valid items
+    stamps: list[float]  # each item's Kafka timestamp (seconds), in the order of ``items``
 
 
 def recent_items(
@@ -42,7 +43,7 @@ def recent_items(
 ) -> Recent:
     """Items published on newswatch.items within the last ``since`` seconds (latest revision)."""
     cutoff_ms = (clock() - since) * 1000
-    latest: dict[str, Item] = {}
+    latest: dict[str, tuple[float, Item]] = {}
     counts = {"read": 0, "skipped": 0}
 
     def collect(records: list[Any]) -> None:
@@ -55,11 +56,16 @@ def recent_items(
             except ContractError:
                 counts["skipped"] += 1
                 continue
-            latest[item.item_id] = item  # a later revision replaces the earlier one
+            latest[item.item_id] = (record.timestamp / 1000, item)  # a later revision replaces it
 
     stop = stop or threading.Event()
     read_to_end(make_consumer(bootstrap, settings, None, "newswatch-replay"), ITEMS, stop, collect)
-    return Recent(list(latest.values()), counts["read"], counts["skipped"])
+    return Recent(
+        [item for _at, item in latest.values()],
+        counts["read"],
+        counts["skipped"],
+        [at for at, _item in latest.values()],
+    )
 
 
 def evaluate(compiler: Compiler, topic: Topic, items: Sequence[Item]) -> list[tuple[Item, MatchReason]]:

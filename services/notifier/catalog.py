@@ -24,6 +24,10 @@ from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import SubscriptionConfig
 from newswatch.shared.db import transaction, upsert
 
+#: A subscription's states: routed to; held by its owner; waiting for its address to confirm;
+#: left by its recipient (the unsubscribe link: kept, so a config file cannot revive it).
+STATUSES = ("active", "paused", "pending", "unsubscribed")
+
 
 def new_secret() -> str:
     """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
@@ -99,20 +103,29 @@ class Catalog:
 
     # --- subscriptions -------------------------------------------------------------------
 
-    def put_subscription(self, spec: SubscriptionConfig, owner: str) -> Subscription:
+    def put_subscription(
+        self, spec: SubscriptionConfig, owner: str, status: str | None = None
+    ) -> Subscription:
         """Create or replace; IdTakenError if the id is (or was) another owner's. The secret is
-        the spec's, else the one of this owner's live subscription, else a new one."""
+        the spec's, else the one of this owner's live subscription, else a new one; the status
+        is ``status``, else the live subscription's, else active."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         with transaction(self._engine, f"saving subscription {spec.id}") as conn:
             stored = conn.execute(
-                select(SUBSCRIPTIONS.c.owner, SUBSCRIPTIONS.c.secret, SUBSCRIPTIONS.c.deleted_at).where(
-                    SUBSCRIPTIONS.c.id == spec.id
-                )
+                select(
+                    SUBSCRIPTIONS.c.owner,
+                    SUBSCRIPTIONS.c.secret,
+                    SUBSCRIPTIONS.c.deleted_at,
+                    SUBSCRIPTIONS.c.status,
+                ).where(SUBSCRIPTIONS.c.id == spec.id)
             ).first()
             if stored is not None and stored[0] != owner:
                 raise IdTakenError(f"subscription id {spec.id!r} is taken")
             live = stored is not None and stored[2] is None  # a deleted one's secret is not reused
             secret = spec.secret.get_secret_value() if spec.secret else None
             secret = secret or (stored[1] if stored is not None and live else None) or new_secret()
+            status = status or (stored[3] if stored is not None and live else None) or "active"
             upsert(
                 conn,
                 SUBSCRIPTIONS,
@@ -124,11 +137,24 @@ class Catalog:
                         "secret": secret,
                         "updated_at": self._clock.time(),
                         "deleted_at": None,
+                        "status": status,
                     }
                 ],
                 ("id",),
             )
-        return Subscription(spec, owner, secret)
+        return Subscription(spec, owner, secret, status)
+
+    def set_status(self, subscription_id: str, status: str) -> bool:
+        """Pause, resume or confirm a live subscription; False if there is none."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        with transaction(self._engine, f"setting the status of subscription {subscription_id}") as conn:
+            done = conn.execute(
+                update(SUBSCRIPTIONS)
+                .where(SUBSCRIPTIONS.c.id == subscription_id, SUBSCRIPTIONS.c.deleted_at.is_(None))
+                .values(status=status, updated_at=self._clock.time())
+            )
+            return done.rowcount > 0
 
     def holder(self, subscription_id: str) -> str | None:
         """The owner an id belongs to (live or deleted), or None if nobody ever used it."""
@@ -141,7 +167,7 @@ class Catalog:
     def subscription(self, subscription_id: str) -> Subscription | None:
         with transaction(self._engine, "reading a subscription") as conn:
             row = conn.execute(
-                select(SUBSCRIPTIONS.c.spec, SUBSCRIPTIONS.c.owner, SUBSCRIPTIONS.c.secret).where(
+                select(*_SUBSCRIPTION_COLUMNS).where(
                     SUBSCRIPTIONS.c.id == subscription_id, SUBSCRIPTIONS.c.deleted_at.is_(None)
                 )
             ).first()
@@ -149,7 +175,7 @@ class Catalog:
 
     def subscriptions(self, owner: str | None = None) -> list[Subscription]:
         query = (
-            select(SUBSCRIPTIONS.c.spec, SUBSCRIPTIONS.c.owner, SUBSCRIPTIONS.c.secret)
+            select(*_SUBSCRIPTION_COLUMNS)
             .where(SUBSCRIPTIONS.c.deleted_at.is_(None))
             .order_by(SUBSCRIPTIONS.c.id)
         )
@@ -181,6 +207,14 @@ class Catalog:
         return int(row[0]), float(row[1] or 0.0)
 
 
+_SUBSCRIPTION_COLUMNS = (
+    SUBSCRIPTIONS.c.spec,
+    SUBSCRIPTIONS.c.owner,
+    SUBSCRIPTIONS.c.secret,
+    SUBSCRIPTIONS.c.status,
+)
+
+
 def _subscription(row: Any) -> Subscription:
     spec = SubscriptionConfig.model_validate_json(row[0])
-    return Subscription(spec, row[1], row[2])
+    return Subscription(spec, row[1], row[2], row[3])

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import smtplib
-import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -28,19 +26,11 @@ from urllib.parse import urlsplit
 import apprise
 
 from newswatch.notifier.errors import DeliveryError
+from newswatch.notifier.mailer import Mailer
 from newswatch.notifier.model import Outgoing, channel_kind
 from newswatch.notifier.render import render, subject
 from newswatch.notifier.webhook import WebhookClient, alert_body, digest_body, post_webhook
-from newswatch.shared.config import SmtpSettings
-from newswatch.shared.netguard import (
-    GuardedSMTP,
-    GuardedSMTPSSL,
-    NetGuard,
-    apprise_refusal,
-    blocked_here,
-    blocked_since,
-    clear_blocked,
-)
+from newswatch.shared.netguard import NetGuard, apprise_refusal, blocked_since
 
 
 class Channel(Protocol):
@@ -88,83 +78,35 @@ class InThreads:
 
 
 class EmailChannel:
-    """SMTP with ``smtplib`` (standard library): text and HTML alternatives, one Message-ID
-    per alert (the same on every attempt, so mail clients thread and dedup a retried send),
-    to the configured server only, through the egress guard."""
+    """An alert or digest as an email: text and HTML alternatives, one Message-ID per alert
+    (the same on every attempt, so mail clients thread and dedup a retried send), and a way
+    out in every message: ``List-Unsubscribe`` with RFC 8058 one-click
+    (``List-Unsubscribe-Post``) and a visible unsubscribe link, when ``unsubscribe_url``
+    gives one for the subscription."""
 
     def __init__(
-        self,
-        settings: SmtpSettings,
-        guard: NetGuard,
-        connect: Callable[..., smtplib.SMTP] | None = None,
+        self, mailer: Mailer, unsubscribe_url: Callable[[str], str | None] = lambda _s: None
     ) -> None:
-        self._settings = settings
-        self._guard = guard
-        self._connect = connect
+        self._mailer = mailer
+        self._unsubscribe_url = unsubscribe_url
 
     def send(self, out: Outgoing) -> None:
-        settings = self._settings
         recipient = out.to[len("mailto:") :].split("?", 1)[0]
+        leave = self._unsubscribe_url(out.subscription_id)
         try:
             message = EmailMessage()
             message["Subject"] = subject(out.views, out.digest)
-            message["From"] = settings.sender
             message["To"] = recipient
             message["Date"] = formatdate(out.sent_at.timestamp(), usegmt=True)
             message["Message-ID"] = f"<{out.message_id}@newswatch>"
-            message.set_content(render(out.views, out.subscription_id, "text"))
-            message.add_alternative(render(out.views, out.subscription_id, "html"), subtype="html")
+            if leave:
+                message["List-Unsubscribe"] = f"<{leave}>"
+                message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            message.set_content(render(out.views, out.subscription_id, "text", leave))
+            message.add_alternative(render(out.views, out.subscription_id, "html", leave), subtype="html")
         except ValueError as exc:  # a header the email package refuses (CR/LF): retrying cannot help
             raise DeliveryError(f"cannot build the email: {exc}", permanent=True, reason="render") from exc
-        clear_blocked()
-        try:
-            with self._open() as smtp:
-                smtp.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _msg in exc.recipients.values()]
-            permanent = all(500 <= code < 600 for code in codes)
-            raise DeliveryError(
-                f"{recipient}: refused {codes}",
-                permanent=permanent,
-                reason="smtp_5xx" if permanent else "smtp_4xx",
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            permanent = 500 <= exc.smtp_code < 600 and exc.smtp_code != 554  # 554 may be transient policy
-            raise DeliveryError(
-                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
-                permanent=permanent,
-                reason="smtp_5xx" if exc.smtp_code >= 500 else "smtp_4xx",
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            blocked = blocked_here()
-            raise DeliveryError(
-                f"SMTP {settings.host}:{settings.port}: {blocked or f'{type(exc).__name__}: {exc}'}",
-                permanent=blocked is not None,
-                reason="blocked" if blocked else "network",
-            ) from exc
-
-    def _open(self) -> smtplib.SMTP:
-        settings = self._settings
-        if self._connect is not None:
-            return self._connect()
-        cafile = str(settings.ca_file) if settings.ca_file else None
-        if settings.security == "tls":
-            smtp: smtplib.SMTP = GuardedSMTPSSL(
-                self._guard, timeout=settings.timeout, context=ssl.create_default_context(cafile=cafile)
-            )
-        else:
-            smtp = GuardedSMTP(self._guard, timeout=settings.timeout)
-        try:
-            smtp.connect(settings.host, settings.port)
-            if settings.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context(cafile=cafile))
-            if settings.username:
-                password = settings.password.get_secret_value() if settings.password else ""
-                smtp.login(settings.username, password)
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
+        self._mailer.send(message, recipient)
 
 
 class AppriseChannel:
@@ -222,11 +164,14 @@ def destination_refusal(to: str, guard: NetGuard) -> str | None:
 
 
 def channels(
-    client: WebhookClient, smtp: SmtpSettings, pool: Executor, guard: NetGuard
+    client: WebhookClient,
+    mailer: Mailer,
+    pool: Executor,
+    unsubscribe_url: Callable[[str], str | None] = lambda _s: None,
 ) -> dict[str, Channel]:
     """Every channel, its sends run in ``pool`` (the sender threads)."""
     return {
         "webhook": InThreads(WebhookChannel(client), pool),
-        "email": InThreads(EmailChannel(smtp, guard), pool),
+        "email": InThreads(EmailChannel(mailer, unsubscribe_url), pool),
         "apprise": InThreads(AppriseChannel(), pool),
     }

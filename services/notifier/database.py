@@ -1,6 +1,7 @@
 """The notifier's database, opened once: migrated, then split by caller into the catalog
 (topics and subscriptions: the API, the config), the tokens (the API's authentication, the
-CLI) and the outbox (routing, sending, the delivery log). SQLite when embedded, PostgreSQL
+CLI), the outbox (routing, sending, the delivery log), the topics' activity (intake, the web
+app) and the web app's access (sessions, mailed links, feed and unsubscribe URLs). SQLite when embedded, PostgreSQL
 when replicas share it (``database_url``); both pass the same tests.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from newswatch.notifier.access import Capabilities, Links, Sessions
+from newswatch.notifier.activity import Activity
 from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.outbox import Outbox
 from newswatch.notifier.schema import COMPONENT, MIGRATIONS
@@ -24,6 +27,10 @@ class NotifierDb:
         self.catalog = Catalog(engine, clock)
         self.tokens = Tokens(engine, clock)
         self.outbox = Outbox(engine, clock)
+        self.activity = Activity(engine, clock)
+        self.sessions = Sessions(engine, clock)
+        self.links = Links(engine, clock)
+        self.capabilities = Capabilities(engine, clock)
 
     @property
     def dialect(self) -> str:

@@ -26,8 +26,6 @@ lease, with the same ``webhook-id`` / Message-ID, so a receiver can drop them.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import random
 import threading
@@ -42,7 +40,15 @@ from newswatch.notifier.channels import Channel
 from newswatch.notifier.destinations import Destinations, destination_of
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.metrics import NotifierMetrics
-from newswatch.notifier.model import Delivery, Outgoing, Report, Subscription, alert_id_for, channel_kind
+from newswatch.notifier.model import (
+    Delivery,
+    Outgoing,
+    Report,
+    Subscription,
+    alert_id_for,
+    channel_kind,
+    payload_matches,
+)
 from newswatch.notifier.outbox import Outbox, Outcome
 from newswatch.notifier.render import view
 from newswatch.shared.clock import SYSTEM, Clock
@@ -307,8 +313,9 @@ class Dispatcher:
         attempts = delivery.attempts + 1
         now = self._clock.time()
         sub = self._subscriptions(delivery.subscription_id)
-        if sub is None:
-            self._give_up(delivery, attempts, "unsubscribed", "the subscription was deleted")
+        if sub is None or sub.status == "unsubscribed":
+            why = "the subscription was deleted" if sub is None else "the recipient unsubscribed"
+            self._give_up(delivery, attempts, "unsubscribed", why)
             return
         overdue = now - (delivery.created_at + self._settings.max_age)
         if overdue > self.lease:  # not sent in its budget at all (the notifier was down)
@@ -562,6 +569,28 @@ class Dispatcher:
         with self._lock:
             return not self._held
 
+    def send_test(self, sub: Subscription, match: Match, timeout: float) -> None:
+        """Sends ``match`` to ``sub`` now, as an alert, outside the outbox (the "send a test
+        alert" button): no retry, no dedup, no circuit. Raises DeliveryError."""
+        out = Outgoing(
+            message_id="test" + uuid.uuid4().hex[:28],
+            subscription_id=sub.id,
+            to=sub.spec.to,
+            secret=sub.secret,
+            alert_ids=["test" + uuid.uuid4().hex[:28]],
+            matches=[match],
+            views=[view(match, [])],
+            digest=False,
+            sent_at=datetime.fromtimestamp(self._clock.time(), UTC),
+        )
+        channel = self._channels[channel_kind(sub.spec.to)]
+        future = asyncio.run_coroutine_threadsafe(channel.send(out), self._loop)
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError as exc:
+            future.cancel()
+            raise DeliveryError(f"no answer within {timeout:g}s", permanent=False, reason="network") from exc
+
     def close(self, wait: float) -> None:
         """Lets sends in flight finish for up to ``wait`` seconds and records their outcomes.
         Deliveries taken but not started are given back, due at once, so a restart or another
@@ -599,16 +628,8 @@ class Dispatcher:
                 await closer()
 
 
-@functools.lru_cache(maxsize=1024)
-def _parsed(payload: str) -> tuple[Match, ...]:
-    """A stored payload's matches, parsed once: a fan-out's rows share their payload."""
-    if payload.startswith("["):  # a digest: a list of matches
-        return tuple(Match.model_validate(entry) for entry in json.loads(payload))
-    return (Match.model_validate_json(payload),)
-
-
 def _matches(payload: str) -> list[Match]:
-    return list(_parsed(payload))
+    return list(payload_matches(payload))
 
 
 def _alert_records(

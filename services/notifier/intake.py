@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from newswatch.notifier.activity import Activity
 from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Delivery, Subscription
 from newswatch.notifier.router import Accepts, Incoming, Router
 from newswatch.shared.contract import Match, decode
+from newswatch.shared.db import StoreError
 from newswatch.shared.kafka_io import Envelope, Message
 from newswatch.shared.runtime import stall_point
 from newswatch.shared.tracing import from_headers, trace_id
@@ -60,6 +62,8 @@ class Routes:
             by_topic: dict[str, list[Subscription]] = {}
             subscriptions = self._store.subscriptions()
             for sub in subscriptions:
+                if sub.status != "active":  # paused, or waiting for its address to confirm
+                    continue
                 for topic in sub.spec.topics:
                     by_topic.setdefault(topic, []).append(sub)
             self._by_topic, self._version = by_topic, version
@@ -99,11 +103,13 @@ class MatchProcessor:
         metrics: NotifierMetrics,
         handoff: Handoff | None = None,
         wake: Callable[[], None] = lambda: None,
+        activity: Activity | None = None,
     ) -> None:
         self._routes = routes
         self._router = router
         self._metrics = metrics
         self._handoff = handoff
+        self._activity = activity
         self._wake = wake  # the sender loop claims what was queued due (not handed over)
 
     def _subscribers(self, match: Match) -> list[Subscription]:
@@ -150,4 +156,14 @@ class MatchProcessor:
             self._handoff.hand_over(handoff)
         if queued > len(handoff):
             self._wake()
+        self._count(batch)
         return {}
+
+    def _count(self, batch: Sequence[Envelope[Match]]) -> None:
+        """Statistics for the web app: never worth failing (and retrying) a routed batch."""
+        if self._activity is None:
+            return
+        try:
+            self._activity.record(e.payload.topic_id for e in batch if e.payload.for_owner is None)
+        except StoreError as exc:
+            log.warning("could not count matches per topic", extra={"error": str(exc)})

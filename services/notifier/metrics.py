@@ -26,6 +26,25 @@ FAILURE_REASONS = (
     "render",
 )
 KINDS = ("alert", "digest")
+#: What people do in the web app and through its links (``newswatch_notifier_web_events_total``).
+WEB_EVENTS = (
+    "signin_token",
+    "signin_link",
+    "signin_refused",
+    "signin_link_mailed",
+    "signout",
+    "csrf_refused",
+    "confirmation_mailed",
+    "confirmation_not_sent",
+    "confirmed",
+    "link_expired",
+    "unsubscribed",
+    "feed_served",
+    "feed_not_modified",
+    "feed_unknown",
+    "test_sent",
+    "test_failed",
+)
 
 
 class NotifierMetrics:
@@ -113,6 +132,12 @@ class NotifierMetrics:
             "Stored topics published again because newswatch.topics no longer held them (a broker that lost its data).",
             registry=registry,
         )
+        self.web_events = Counter(
+            "newswatch_notifier_web_events_total",
+            "Web app and link events: sign-ins, refused forms, confirmations, unsubscribes, feed reads, test alerts.",
+            ["event"],
+            registry=registry,
+        )
         self.pruned = Counter(
             "newswatch_notifier_pruned_rows_total",
             "Rows forgotten: stories past the dedup horizon, finished deliveries past the log retention.",
@@ -120,6 +145,8 @@ class NotifierMetrics:
         )
         for outcome in OUTCOMES:
             self.routed.labels(outcome)
+        for event in WEB_EVENTS:
+            self.web_events.labels(event)
         for state in STATES:
             self.destination_state.labels(state)
         for channel in CHANNELS:

@@ -6,7 +6,9 @@ all of them import this module and it imports none of them. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +33,17 @@ def channel_kind(url: str) -> str:
     return "apprise"
 
 
+@functools.lru_cache(maxsize=1024)
+def payload_matches(payload: str) -> tuple[Match, ...]:
+    """A stored delivery's matches, parsed once (a fan-out's rows share their payload): one for
+    an alert, several for a digest (stored as a list), none for a log event."""
+    if payload.startswith("["):
+        return tuple(Match.model_validate(entry) for entry in json.loads(payload))
+    if payload in ("", "{}"):
+        return ()
+    return (Match.model_validate_json(payload),)
+
+
 def alert_id_for(subscription_id: str, item_id: str, revision: int = 1) -> str:
     """Stable per (subscription, item, revision): receivers dedup on it (``webhook-id``)."""
     key = f"{subscription_id}\x00{item_id}" + (f"\x00{revision}" if revision > 1 else "")
@@ -39,11 +52,14 @@ def alert_id_for(subscription_id: str, item_id: str, revision: int = 1) -> str:
 
 @dataclass(frozen=True)
 class Subscription:
-    """A stored subscription: its validated spec, owner and webhook signing secret."""
+    """A stored subscription: its validated spec, owner, webhook signing secret and status
+    (``active``; ``paused`` by its owner; ``pending`` until its email address confirms it;
+    ``unsubscribed`` by its recipient). Only active subscriptions are routed to."""
 
     spec: SubscriptionConfig
     owner: str
     secret: str
+    status: str = "active"
 
     @property
     def id(self) -> str:

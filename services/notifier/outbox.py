@@ -13,6 +13,7 @@ SQLAlchemy errors become StoreError (see ``shared.db.transaction``).
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -471,6 +472,28 @@ class Outbox:
 
     def dead(self, alert_id: str, attempts: int, failure: str, error: str) -> None:
         self.record([Outcome(alert_id, "dead", attempts, failure=failure, error=error)])
+
+    def note(self, subscription_id: str, channel: str, status: str, text: str) -> None:
+        """An event in a subscription's delivery log that is not a delivery (the recipient
+        unsubscribed, the address confirmed): kind ``event``, never claimed or sent."""
+        now = self._clock.time()
+        with transaction(self._engine, f"noting {status} in the log of {subscription_id}") as conn:
+            conn.execute(
+                DELIVERIES.insert().values(
+                    alert_id="ev" + uuid.uuid4().hex[:30],
+                    subscription_id=subscription_id,
+                    kind="event",
+                    channel=channel,
+                    status=status,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    failure=status,
+                    last_error=text,
+                    payload="{}",
+                    destination="",
+                )
+            )
 
     def deliveries(
         self,

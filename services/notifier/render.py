@@ -105,7 +105,13 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render(views: list[AlertView], subscription_id: str, form: str) -> str:
-    """The message in ``form`` (text, markdown or html)."""
+def render(
+    views: list[AlertView], subscription_id: str, form: str, unsubscribe_url: str | None = None
+) -> str:
+    """The message in ``form`` (text, markdown or html); an email carries its unsubscribe link."""
     name = {"text": "message.txt.j2", "markdown": "message.md.j2", "html": "message.html.j2"}[form]
-    return _environment().get_template(name).render(alerts=views, subscription=subscription_id)
+    return (
+        _environment()
+        .get_template(name)
+        .render(alerts=views, subscription=subscription_id, unsubscribe_url=unsubscribe_url)
+    )

@@ -13,6 +13,9 @@ Tables (``nw_`` prefix):
   SimHash: the dedup index (``outbox.Routing``).
 - ``nw_deliveries``: the outbox *and* the delivery log (``outbox``).
 - ``nw_digest_entries``: matches waiting for a digest.
+- ``nw_sessions``, ``nw_links``, ``nw_capabilities``: the web app's sign-ins, mailed
+  single-use links, and per-subscription feed and unsubscribe URLs (``access``).
+- ``nw_topic_hours``: matches per topic and hour (``activity``).
 
 Times are epoch seconds (portable across both databases).
 """
@@ -69,6 +72,26 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE nw_tokens ADD COLUMN last_used_at DOUBLE PRECISION",
         "ALTER TABLE nw_tokens ADD COLUMN revoked_at DOUBLE PRECISION",
     ],
+    [
+        # The web app: a subscription may be paused, or pending until its email address
+        # confirms it (double opt-in); a token may name its holder's address (magic links).
+        "ALTER TABLE nw_subscriptions ADD COLUMN status VARCHAR(16) NOT NULL DEFAULT 'active'",
+        "ALTER TABLE nw_tokens ADD COLUMN email VARCHAR(254)",
+        "CREATE TABLE nw_sessions (session_hash VARCHAR(64) PRIMARY KEY, token_id VARCHAR(16) NOT NULL, "
+        "csrf VARCHAR(64) NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
+        "expires_at DOUBLE PRECISION NOT NULL, last_seen_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX nw_sessions_by_token ON nw_sessions (token_id)",
+        "CREATE TABLE nw_links (link_hash VARCHAR(64) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+        "subject VARCHAR(64) NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
+        "expires_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION)",
+        "CREATE INDEX nw_links_by_subject ON nw_links (kind, subject, created_at)",
+        "CREATE TABLE nw_capabilities (token VARCHAR(64) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+        "subscription_id VARCHAR(64) NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
+        "revoked_at DOUBLE PRECISION)",
+        "CREATE INDEX nw_capabilities_by_subscription ON nw_capabilities (subscription_id, kind)",
+        "CREATE TABLE nw_topic_hours (topic_id VARCHAR(64) NOT NULL, hour INTEGER NOT NULL, "
+        "matches INTEGER NOT NULL, last_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (topic_id, hour))",
+    ],
 ]
 
 METADATA = MetaData()
@@ -91,6 +114,7 @@ SUBSCRIPTIONS = Table(
     Column("secret", String(128), nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("deleted_at", Float),
+    Column("status", String(16), nullable=False),
 )
 TOKENS = Table(
     "nw_tokens",
@@ -104,6 +128,7 @@ TOKENS = Table(
     Column("expires_at", Float),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    Column("email", String(254)),
 )
 STORIES = Table(
     "nw_stories",
@@ -149,4 +174,46 @@ DIGEST_ENTRIES = Table(
     Column("due_at", Float, nullable=False),
     Column("payload", Text, nullable=False),
     Column("digest_id", String(64)),
+)
+#: Web app sign-ins: the cookie's SHA-256, the token it acts as, the CSRF secret of its forms.
+SESSIONS = Table(
+    "nw_sessions",
+    _meta,
+    Column("session_hash", String(64), primary_key=True),
+    Column("token_id", String(16), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+)
+#: Single-use links mailed to a person (sign in, confirm a subscription): stored hashed.
+LINKS = Table(
+    "nw_links",
+    _meta,
+    Column("link_hash", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float),
+)
+#: Capability URLs a subscription hands out and shows again (its alert feeds, the unsubscribe
+#: link in its emails): stored as they are, revocable, never the account's token.
+CAPABILITIES = Table(
+    "nw_capabilities",
+    _meta,
+    Column("token", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("subscription_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+#: Matches per topic and hour (the web app's "24 h" and "last match").
+TOPIC_HOURS = Table(
+    "nw_topic_hours",
+    _meta,
+    Column("topic_id", String(64), primary_key=True),
+    Column("hour", Integer, primary_key=True),
+    Column("matches", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),
 )

@@ -10,19 +10,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
-from newswatch.notifier.api import ApiContext, ApiServer, make_app
+from newswatch.notifier.api import ApiContext
 from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.channels import channels, destination_refusal
 from newswatch.notifier.database import open_db
 from newswatch.notifier.dispatcher import Dispatcher
 from newswatch.notifier.errors import IdTakenError
 from newswatch.notifier.intake import MatchProcessor, Routes
+from newswatch.notifier.mailer import Mailer
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
+from newswatch.notifier.site import ApiServer, make_app
 from newswatch.notifier.stream import AlertHub, AlertTail
 from newswatch.notifier.topic_repair import TopicCheck, publish_topics
 from newswatch.notifier.webhook import make_client
@@ -72,9 +75,16 @@ class SenderLoop(threading.Thread):
     """Claims due deliveries and builds due digests until ``stop``; woken early when the router
     queued something or sends finished (room for more)."""
 
-    def __init__(self, dispatcher: Dispatcher, stop: threading.Event, wake: threading.Event) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        stop: threading.Event,
+        wake: threading.Event,
+        housekeeping: Sequence[Callable[[], object]] = (),
+    ) -> None:
         super().__init__(name="notifier-claim", daemon=True)
         self.dispatcher = dispatcher
+        self.housekeeping = housekeeping  # hourly: ended sessions, spent links
         self.wake = wake
         self._halt = stop
 
@@ -94,6 +104,8 @@ class SenderLoop(threading.Thread):
                     gauges_at = now
                 if now - pruned_at > 3600.0:
                     self.dispatcher.prune(LOG_RETENTION)
+                    for prune in self.housekeeping:
+                        prune()
                     pruned_at = now
             except Exception:  # a database outage: log, wait, go on (rows stay in the outbox)
                 log.exception("sender loop iteration failed")
@@ -122,16 +134,23 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     blocking = ThreadPoolExecutor(settings.senders, thread_name_prefix="notifier-send")
     routes = Routes(db.catalog)
     wake = threading.Event()
+    mailer = Mailer(settings.smtp, guard)
+    links: list[ApiContext] = []  # the API's context, once it is bound: it knows the public URL
+
+    def unsubscribe_url(subscription_id: str) -> str | None:
+        token = db.capabilities.get("unsubscribe", subscription_id)
+        return f"{links[0].public_url()}/u/{token}" if links else None
+
     dispatcher = Dispatcher(
         db.outbox,
-        channels(client, settings.smtp, blocking, guard),
+        channels(client, mailer, blocking, unsubscribe_url),
         publisher,
         metrics,
         settings,
         subscriptions=routes.subscription,
         wake=wake.set,
     )
-    sender = SenderLoop(dispatcher, stop, wake)
+    sender = SenderLoop(dispatcher, stop, wake, housekeeping=(db.sessions.prune, db.links.prune))
     api = None
     consumer = None
     try:
@@ -144,14 +163,34 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         TopicCheck(
             db.catalog, publisher, bootstrap, config.kafka, metrics, stop, settings.topics_check
         ).start()
-        context = ApiContext(db, publisher, routes, config, hub, guard=guard)
+        context = ApiContext(
+            db,
+            publisher,
+            routes,
+            config,
+            hub,
+            guard=guard,
+            mailer=mailer,
+            metrics=metrics,
+            send_test=lambda sub, match: dispatcher.send_test(sub, match, settings.timeout + 5.0),
+        )
         api = ApiServer(make_app(context), config.http.host, config.http.api_port)
         api.start()
-        log.info("notifier API listening", extra={"api_port": api.bound_port})
+        context.bound_url = f"http://{config.http.host}:{api.bound_port}"
+        links.append(context)
+        log.info(
+            "notifier API and web app listening",
+            extra={"api_port": api.bound_port, "public_url": context.public_url()},
+        )
         consumer = make_consumer(bootstrap, config.kafka, GROUP_ID, "newswatch-notifier")
         consumer.subscribe([MATCHES])
         intake = MatchProcessor(
-            routes, Router(db.outbox, settings, dispatcher.lease), metrics, handoff=dispatcher, wake=wake.set
+            routes,
+            Router(db.outbox, settings, dispatcher.lease),
+            metrics,
+            handoff=dispatcher,
+            wake=wake.set,
+            activity=db.activity,
         )
         loop = ConsumerLoop(
             consumer,

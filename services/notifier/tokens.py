@@ -43,6 +43,10 @@ class TokenInfo:
     expires_at: float | None
     last_used_at: float | None
     revoked_at: float | None
+    email: str | None = None
+
+    def live(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +54,7 @@ class TokenInfo:
             "owner": self.owner,
             "name": self.name,
             "role": self.role,
+            "email": self.email,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "last_used_at": self.last_used_at,
@@ -63,14 +68,21 @@ class Tokens:
         self._clock = clock
 
     def create(
-        self, owner: str, name: str = "", role: Role = "subscriber", expires_at: float | None = None
+        self,
+        owner: str,
+        name: str = "",
+        role: Role = "subscriber",
+        expires_at: float | None = None,
+        email: str | None = None,
     ) -> tuple[str, TokenInfo]:
-        """A new token (shown once) and what is stored of it."""
+        """A new token (shown once) and what is stored of it. ``email``: the holder's address,
+        to which the web app may mail a sign-in link."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         token = "nwt_" + secrets.token_urlsafe(32)
         digest = token_hash(token)
-        info = TokenInfo(digest[:12], owner, name, role, self._clock.time(), expires_at, None, None)
+        email = email.strip().lower() if email else None
+        info = TokenInfo(digest[:12], owner, name, role, self._clock.time(), expires_at, None, None, email)
         with transaction(self._engine, "creating a token") as conn:
             conn.execute(
                 TOKENS.insert().values(
@@ -81,6 +93,7 @@ class Tokens:
                     role=role,
                     created_at=info.created_at,
                     expires_at=expires_at,
+                    email=email,
                 )
             )
         return token, info
@@ -93,13 +106,32 @@ class Tokens:
             if row is None:
                 return None
             info = _info(row)
-            if info.revoked_at is not None or (info.expires_at is not None and info.expires_at <= now):
+            if not info.live(now):
                 return None
             if info.last_used_at is None or now - info.last_used_at >= _TOUCH_EVERY:
                 conn.execute(
                     update(TOKENS).where(TOKENS.c.token_id == info.token_id).values(last_used_at=now)
                 )
         return info
+
+    def by_id(self, token_id: str) -> TokenInfo | None:
+        """The live token named ``token_id`` (a web session acts as it), else None."""
+        with transaction(self._engine, "reading a token") as conn:
+            row = conn.execute(select(*_COLUMNS).where(TOKENS.c.token_id == token_id)).first()
+        info = None if row is None else _info(row)
+        return info if info is not None and info.live(self._clock.time()) else None
+
+    def by_email(self, email: str) -> TokenInfo | None:
+        """The newest live token of the holder of ``email``, else None."""
+        with transaction(self._engine, "finding a token by address") as conn:
+            rows = conn.execute(
+                select(*_COLUMNS)
+                .where(TOKENS.c.email == email.strip().lower())
+                .order_by(TOKENS.c.created_at.desc())
+            )
+            found = [_info(row) for row in rows]
+        now = self._clock.time()
+        return next((info for info in found if info.live(now)), None)
 
     def list(self, owner: str | None = None) -> list[TokenInfo]:
         query = select(*_COLUMNS).order_by(TOKENS.c.created_at)
@@ -128,8 +160,9 @@ _COLUMNS = (
     TOKENS.c.expires_at,
     TOKENS.c.last_used_at,
     TOKENS.c.revoked_at,
+    TOKENS.c.email,
 )
 
 
 def _info(row: Any) -> TokenInfo:
-    return TokenInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+    return TokenInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])

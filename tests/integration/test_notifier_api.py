@@ -20,11 +20,12 @@ from prometheus_client import CollectorRegistry
 
 from newswatch.matcher.aliases import AliasTable
 from newswatch.matcher.topics import Compiler
-from newswatch.notifier.api import ApiContext, ApiServer, make_app
+from newswatch.notifier.api import ApiContext
 from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.intake import Routes
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
+from newswatch.notifier.site import ApiServer, make_app
 from newswatch.notifier.stream import AlertHub, AlertTail
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.config import Config, KafkaSettings, NotifierSettings, SubscriptionConfig
@@ -78,6 +79,7 @@ def api(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> I
     )
     server = ApiServer(make_app(context), "127.0.0.1", 0)
     server.start()
+    context.bound_url = f"http://127.0.0.1:{server.bound_port}"  # as the service sets it
     alice = {"Authorization": f"Bearer {db.tokens.create('alice', 'test', 'admin')[0]}"}
     bob = {"Authorization": f"Bearer {db.tokens.create('bob', 'test', 'subscriber')[0]}"}
     yield Api(f"http://127.0.0.1:{server.bound_port}", db, publisher, alice, bob, broker.bootstrap)
@@ -314,3 +316,49 @@ def test_cli_apply_goes_through_the_api(api: Api, tmp_path: Path) -> None:
     document.write_text("topics: [{id: nk, query: 'North AND (Korea'}]\n")
     refused = apply()
     assert refused.returncode == 2 and "topics" in refused.stderr
+
+
+def test_subscription_status_pause_resume_feeds_and_test_alerts(api: Api) -> None:
+    assert api.call("PUT", "/topics/nk", api.alice, json={"query": "North Korea"}).status_code == 200
+    mail = api.call(
+        "POST",
+        "/subscriptions",
+        api.bob,
+        json={"id": "m", "topics": ["nk"], "to": "mailto:me@newswatch.test"},
+    ).json()
+    # Email needs the address's consent first; this notifier has no mail server to ask it with.
+    assert mail["status"] == "pending" and mail["confirmation"].startswith("not sent")
+    assert api.call("POST", "/subscriptions/m/pause", api.bob).status_code == 409  # nothing to pause yet
+    hook = api.call(
+        "POST", "/subscriptions", api.bob, json={"id": "h", "topics": ["nk"], "to": "http://127.0.0.1:9/x"}
+    )
+    assert hook.json()["status"] == "active"
+    paused = api.call("POST", "/subscriptions/h/pause", api.bob).json()
+    assert paused["status"] == "paused" and api.db.catalog.subscription("h").status == "paused"  # type: ignore[union-attr]
+    assert api.call("GET", "/subscriptions/h", api.bob).json()["status"] == "paused"
+    assert api.call("POST", "/subscriptions/h/resume", api.bob).json()["status"] == "active"
+    assert api.call("POST", "/subscriptions/h/pause", api.alice).status_code == 404  # not alice's
+    # The test button needs the sender, which this API-only rig does not run.
+    assert api.call("POST", "/subscriptions/h/test", api.bob).status_code == 503
+    feeds = api.call("GET", "/subscriptions/h/feeds", api.bob).json()
+    assert feeds["atom"].endswith(".atom") and feeds["json"].endswith(".json")
+    assert api.call("GET", "/subscriptions/h/feeds", api.bob).json() == feeds  # stable until rotated
+    assert "Bearer" not in feeds["atom"] and api.bob["Authorization"][7:] not in feeds["atom"]
+    assert feeds["atom"].startswith(api.url + "/feeds/")
+    atom = httpx.get(feeds["atom"], timeout=10)
+    assert atom.status_code == 200 and b"<feed" in atom.content
+    rotated = api.call("POST", "/subscriptions/h/feeds/rotate", api.bob).json()
+    assert rotated != feeds
+    assert httpx.get(feeds["atom"], timeout=10).status_code == 404
+    assert api.call("DELETE", "/subscriptions/h", api.bob).status_code == 204
+    assert httpx.get(rotated["json"], timeout=10).status_code == 404  # a deleted subscription's feed
+
+
+def test_a_token_may_name_its_holders_address(api: Api) -> None:
+    token, info = api.db.tokens.create("carol", "web", "subscriber", email=" Carol@Newswatch.TEST ")
+    assert info.email == "carol@newswatch.test"
+    found = api.db.tokens.by_email("carol@newswatch.test")
+    assert found is not None and found.token_id == info.token_id
+    api.db.tokens.revoke(info.token_id)
+    assert api.db.tokens.by_email("carol@newswatch.test") is None  # a revoked token signs nobody in
+    assert token.startswith("nwt_")

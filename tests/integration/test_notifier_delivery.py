@@ -26,6 +26,7 @@ from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.dispatcher import Dispatcher
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.intake import MatchProcessor, Routes
+from newswatch.notifier.mailer import Mailer
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Outgoing, alert_id_for
 from newswatch.notifier.outbox import Outbox
@@ -112,7 +113,7 @@ def rig(db_url: str, broker: EmbeddedBroker, kafka_settings: KafkaSettings) -> I
     pool = ThreadPoolExecutor(4)
     dispatcher = Dispatcher(
         db.outbox,
-        channels(client, smtp_settings, pool, NetGuard(LOOPBACK)),
+        channels(client, Mailer(smtp_settings, NetGuard(LOOPBACK)), pool),
         publisher,
         metrics,
         settings,
@@ -467,15 +468,15 @@ def test_email_over_starttls_with_login(rig: Rig, tmp_path: Path) -> None:
         START,
     )
     try:
-        EmailChannel(settings, NetGuard(LOOPBACK)).send(out)
+        EmailChannel(Mailer(settings, NetGuard(LOOPBACK))).send(out)
         assert len(secure.received()) == 1
         with pytest.raises(DeliveryError) as wrong_password:
             EmailChannel(
-                settings.model_copy(update={"password": SecretStr("guess")}), NetGuard(LOOPBACK)
+                Mailer(settings.model_copy(update={"password": SecretStr("guess")}), NetGuard(LOOPBACK))
             ).send(out)
         assert wrong_password.value.reason == "smtp_5xx", str(wrong_password.value)
         with pytest.raises(DeliveryError) as untrusted:  # the system CAs do not know the test's certificate
-            EmailChannel(settings.model_copy(update={"ca_file": None}), NetGuard(LOOPBACK)).send(out)
+            EmailChannel(Mailer(settings.model_copy(update={"ca_file": None}), NetGuard(LOOPBACK))).send(out)
         assert (untrusted.value.permanent, untrusted.value.reason) == (False, "network")
     finally:
         secure.stop()

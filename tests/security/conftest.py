@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from newswatch.matcher.aliases import AliasTable
 from newswatch.matcher.topics import Compiler
-from newswatch.notifier.api import ApiContext, ApiServer, make_app
+from newswatch.notifier.api import ApiContext
 from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.intake import Routes
+from newswatch.notifier.site import ApiServer, make_app
 from newswatch.notifier.stream import AlertHub
 from newswatch.shared.config import Config, KafkaSettings, NotifierSettings
 from newswatch.shared.contract import ALL_TOPICS

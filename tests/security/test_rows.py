@@ -32,6 +32,7 @@ from newswatch.matcher.topics import Compiler
 from newswatch.notifier.channels import AppriseChannel, EmailChannel, destination_refusal
 from newswatch.notifier.errors import DeliveryError
 from newswatch.notifier.intake import MatchProcessor, Routes
+from newswatch.notifier.mailer import Mailer
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.model import Outgoing
 from newswatch.notifier.render import render, view
@@ -137,7 +138,7 @@ def test_row03_apprise_and_smtp_obey_the_egress_policy(api: Api) -> None:
         assert (blocked.value.permanent, blocked.value.reason) == (True, "blocked")
         assert hook.all() == []
         with pytest.raises(DeliveryError) as smtp:  # SMTP too: the server is checked like any host
-            EmailChannel(SmtpSettings(host="127.0.0.1", port=9), NOWHERE).send(
+            EmailChannel(Mailer(SmtpSettings(host="127.0.0.1", port=9), NOWHERE)).send(
                 _outgoing("mailto:a@example.org")
             )
         assert "not a public address" in str(smtp.value) and smtp.value.reason == "blocked"
@@ -261,7 +262,7 @@ def test_row08_mailto_is_one_address_and_bad_headers_fail_for_good() -> None:
             SubscriptionConfig(id="s", topics=("t",), to=to)
     out = replace(_outgoing("mailto:desk@example.org"), to="mailto:desk@example.org\r\nBcc: all@example.org")
     with pytest.raises(DeliveryError) as failed:
-        EmailChannel(SmtpSettings(), LOOPBACK).send(out)
+        EmailChannel(Mailer(SmtpSettings(), LOOPBACK)).send(out)
     assert failed.value.permanent  # not retried until max_age
 
 

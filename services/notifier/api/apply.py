@@ -52,15 +52,19 @@ def _apply(ctx: ApiContext, document: ApplyDocument, owner: str) -> dict[str, An
     for topic in document.topics:
         save_topic(ctx, topic.id, topic.query, owner)
     secrets: dict[str, str] = {}
+    confirmations: dict[str, str] = {}
     for sub in document.subscriptions:
         new = ctx.db.catalog.subscription(sub.id) is None
         saved = save(ctx, sub, owner)
         if new:
-            secrets[sub.id] = saved.secret
+            secrets[sub.id] = saved.subscription.secret
+        if saved.confirmation is not None:
+            confirmations[sub.id] = saved.confirmation
     return {
         "topics": [t.id for t in document.topics],
         "subscriptions": [s.id for s in document.subscriptions],
         "secrets": secrets,
+        "confirmations": confirmations,
     }
 
 

@@ -17,14 +17,21 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from newswatch.matcher import replay
 from newswatch.matcher.errors import QueryError
 from newswatch.matcher.topics import Compiler
+from newswatch.notifier.access import Session
 from newswatch.notifier.channels import destination_refusal
 from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.intake import Routes
+from newswatch.notifier.mailer import Mailer
+from newswatch.notifier.metrics import NotifierMetrics
+from newswatch.notifier.model import Subscription
+from newswatch.notifier.recent import RecentItems
 from newswatch.notifier.stream import AlertHub
 from newswatch.notifier.tokens import TokenInfo
 from newswatch.shared.config import Config
+from newswatch.shared.contract import Item, Match
 from newswatch.shared.durations import parse_duration
 from newswatch.shared.kafka_io import Sink
 from newswatch.shared.netguard import NetGuard
@@ -39,8 +46,45 @@ class ApiContext:
     hub: AlertHub | None = None
     guard: NetGuard | None = None
     compiler_factory: Callable[[], Compiler] | None = None
+    mailer: Mailer | None = None
+    #: Sends a match to a subscription now (the dispatcher's ``send_test``); DeliveryError.
+    send_test: Callable[[Subscription, Match], None] | None = None
+    #: Recent items for previews; None: read from Kafka (``config``) through a cache.
+    recent: RecentItems | None = None
+    #: Counts the web app's events (``metrics.WEB_EVENTS``); None: not counted.
+    metrics: NotifierMetrics | None = None
+    #: Where the API listens once bound (``public_url`` falls back to it).
+    bound_url: str | None = None
     _compiler: list[Compiler] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.recent is None:
+            config = self.config
+
+            def read(since: float) -> list[tuple[float, Item]]:
+                recent = replay.recent_items(config.require_bootstrap(), config.kafka, since)
+                return list(zip(recent.stamps, recent.items, strict=True))
+
+            self.recent = RecentItems(read)
+
+    def public_url(self) -> str:
+        """The web app's address as people reach it, without a trailing slash."""
+        configured = self.config.notifier.public_url
+        if configured:
+            return configured.rstrip("/")
+        if self.bound_url:
+            return self.bound_url.rstrip("/")
+        return f"http://{self.config.http.host}:{self.config.http.api_port}"
+
+    def count(self, event: str) -> None:
+        """One web app event (``metrics.WEB_EVENTS``)."""
+        if self.metrics is not None:
+            self.metrics.web_events.labels(event).inc()
+
+    def recent_items(self, since: float) -> list[Item]:
+        assert self.recent is not None  # set in __post_init__
+        return self.recent.get(since)
 
     def compiler(self) -> Compiler:
         """The query compiler (built on first use: the alias table takes a moment)."""
@@ -81,13 +125,33 @@ def context(request: Request) -> ApiContext:
 _bearer = HTTPBearer(auto_error=False)
 
 
+#: The web app's session cookie (``web.session``).
+SESSION_COOKIE = "nw_session"
+#: Methods a session cookie may authorize on the API: reads only. A change needs the bearer
+#: token (no cookie rides along on it) or a web app form with its CSRF check.
+COOKIE_METHODS = ("GET", "HEAD")
+
+
+def session_of(ctx: ApiContext, cookie: str | None) -> tuple[TokenInfo, Session] | None:
+    """The token and session a web app cookie stands for, if both are live."""
+    if not cookie or len(cookie) > 128:
+        return None
+    session = ctx.db.sessions.find(cookie)
+    if session is None:
+        return None
+    who = ctx.db.tokens.by_id(session.token_id)
+    return None if who is None else (who, session)
+
+
 def caller(
     request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenInfo:
-    """The holder of the request's bearer token (or of its signed-in session), or 401."""
-    session: TokenInfo | None = getattr(request.state, "session_token", None)
-    if session is not None:
-        return session
+    """The holder of the request's bearer token or, for a read, of the web app's session, or
+    401 (the live alert view of the web app reads ``/alerts/stream`` with its cookie)."""
+    if creds is None and request.method in COOKIE_METHODS:
+        signed_in = session_of(context(request), request.cookies.get(SESSION_COOKIE))
+        if signed_in is not None:
+            return signed_in[0]
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     found = context(request).db.tokens.authenticate(creds.credentials)

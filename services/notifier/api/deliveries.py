@@ -12,30 +12,54 @@ from fastapi.responses import StreamingResponse
 
 from newswatch.notifier.api.context import ApiContext, Caller, Context, unprocessable
 from newswatch.notifier.api.subscriptions import owned
-from newswatch.notifier.model import Delivery
+from newswatch.notifier.model import Delivery, alert_id_for, payload_matches
+from newswatch.notifier.render import web_url
 from newswatch.notifier.stream import StreamFull
 from newswatch.shared.config import ID_PATTERN
-from newswatch.shared.contract import Alert
+from newswatch.shared.contract import Alert, Match
 
 router = APIRouter(tags=["deliveries"])
 #: A comment line this often keeps proxies from closing an idle stream.
 KEEPALIVE = 15.0
 
 
+def _alert(match: Match, alert_id: str) -> dict[str, Any]:
+    item = match.item
+    return {
+        "alert_id": alert_id,
+        "topic": match.topic_id,
+        "title": item.title,
+        "url": web_url(item.url),
+        "source": item.source.feed_title or item.source.host,
+        "published": (item.published or item.fetched_at).isoformat(),
+        "why": match.reason.model_dump(mode="json"),
+    }
+
+
 def log_entries(ctx: ApiContext, rows: list[Delivery]) -> list[dict[str, Any]]:
-    """Delivery-log rows with the near-duplicates recorded for their story."""
+    """Delivery-log rows with what they carried (the alerts: title, link, why it matched) and
+    the near-duplicates recorded for their story ("also reported by")."""
     pairs = [(row.subscription_id, row.item_id) for row in rows if row.item_id]
     reports = ctx.db.outbox.also_reported_many(pairs)
-    return [
-        {
-            **row.as_dict(),
-            "also_reported_by": [
-                {"title": r.title, "url": r.url, "source": r.source}
-                for r in reports.get((row.subscription_id, row.item_id or ""), [])
-            ],
-        }
-        for row in rows
-    ]
+    out = []
+    for row in rows:
+        matches = payload_matches(row.payload)
+        ids = (
+            [row.alert_id]
+            if row.kind == "alert"
+            else [alert_id_for(row.subscription_id, m.item.item_id, m.item.revision) for m in matches]
+        )
+        out.append(
+            {
+                **row.as_dict(),
+                "alerts": [_alert(m, alert_id) for m, alert_id in zip(matches, ids, strict=False)],
+                "also_reported_by": [
+                    {"title": r.title, "url": r.url, "source": r.source}
+                    for r in reports.get((row.subscription_id, row.item_id or ""), [])
+                ],
+            }
+        )
+    return out
 
 
 @router.get("/deliveries")
@@ -44,7 +68,8 @@ def deliveries(
     ctx: Context,
     subscription: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     topic: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    status: Literal["pending", "delivered", "dead"] | None = None,
+    status: Literal["pending", "delivered", "dead", "unsubscribed", "confirmed", "test_sent", "test_failed"]
+    | None = None,
     since: Annotated[datetime | None, Query(description="ISO 8601 time with a zone")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 time with a zone")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

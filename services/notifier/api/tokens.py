@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from newswatch.notifier.api.context import Admin, Caller, Context, duration
 from newswatch.notifier.tokens import Role
-from newswatch.shared.config import ID_PATTERN
+from newswatch.shared.config import ID_PATTERN, EmailText
 
 router = APIRouter(tags=["tokens"])
 
@@ -20,6 +20,9 @@ class TokenIn(BaseModel):
     name: str = Field(default="", max_length=128, description="a label, e.g. the client it is for")
     role: Role = "subscriber"
     expires_in: str | None = Field(default=None, description="e.g. 90d; absent: never expires")
+    email: EmailText | None = Field(
+        default=None, description="the holder's address: the web app may mail it a sign-in link"
+    )
 
 
 @router.get("/me")
@@ -40,7 +43,7 @@ def list_tokens(
 def create_token(body: TokenIn, who: Admin, ctx: Context) -> dict[str, Any]:
     """A new token; the answer carries it, once (only its hash is kept)."""
     expires = time.time() + duration(body.expires_in, ["body", "expires_in"]) if body.expires_in else None
-    token, info = ctx.db.tokens.create(body.owner, body.name, body.role, expires)
+    token, info = ctx.db.tokens.create(body.owner, body.name, body.role, expires, body.email)
     return {**info.as_dict(), "token": token}
 
 

@@ -14,6 +14,7 @@ from newswatch.matcher import replay
 from newswatch.matcher.parser import MAX_QUERY_CHARS
 from newswatch.notifier.api.context import Admin, ApiContext, Caller, Context
 from newswatch.notifier.errors import IdTakenError
+from newswatch.notifier.preview import Preview, preview
 from newswatch.shared.config import ID_PATTERN
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
 from newswatch.shared.kafka_io import Record
@@ -30,6 +31,8 @@ class TopicOut(BaseModel):
     id: str
     query: str
     owner: str
+    matches_24h: int = Field(default=0, description="matches in the last 24 hours")
+    last_match_at: datetime | None = Field(default=None, description="when it last matched")
 
 
 class TestIn(BaseModel):
@@ -59,17 +62,36 @@ def save_topic(ctx: ApiContext, topic_id: str, query: str, owner: str) -> None:
     ctx.publisher.publish([Record(TOPICS, topic_id, encode(definition))])
 
 
+def topics_with_activity(ctx: ApiContext) -> list[TopicOut]:
+    """Every topic with its matches of the last 24 hours and its last match."""
+    activity = ctx.db.activity.summary()
+    out = []
+    for topic_id, query, owner in ctx.db.catalog.topics():
+        seen = activity.get(topic_id)
+        last = datetime.fromtimestamp(seen.last_match_at, UTC) if seen and seen.last_match_at else None
+        out.append(
+            TopicOut(
+                id=topic_id,
+                query=query,
+                owner=owner,
+                matches_24h=seen.matches_24h if seen else 0,
+                last_match_at=last,
+            )
+        )
+    return out
+
+
 @router.get("/topics", response_model=list[TopicOut])
 def list_topics(who: Caller, ctx: Context) -> list[TopicOut]:
-    return [TopicOut(id=i, query=q, owner=o) for i, q, o in ctx.db.catalog.topics()]
+    return topics_with_activity(ctx)
 
 
 @router.get("/topics/{topic_id}", response_model=TopicOut)
 def get_topic(topic_id: TopicId, who: Caller, ctx: Context) -> TopicOut:
-    found = ctx.db.catalog.topic(topic_id)
+    found = next((t for t in topics_with_activity(ctx) if t.id == topic_id), None)
     if found is None:
         raise HTTPException(404, f"no topic {topic_id!r}")
-    return TopicOut(id=topic_id, query=found[0], owner=found[1])
+    return found
 
 
 @router.put("/topics/{topic_id}", response_model=TopicOut)
@@ -116,28 +138,32 @@ def delete_topic(topic_id: TopicId, who: Admin, ctx: Context) -> None:
     ctx.publisher.publish([Record(TOPICS, topic_id, None)])  # a tombstone: the matchers drop it
 
 
+def run_preview(ctx: ApiContext, query: str, since: float, limit: int) -> Preview:
+    """The preview of ``query`` over the items of the last ``since`` seconds (the API's test and
+    the web app's live preview)."""
+    return preview(ctx.compiler(), query, ctx.recent_items(since), limit)
+
+
 @router.post("/topics/test")
 async def test_topic(body: TestIn, who: Caller, ctx: Context) -> dict[str, Any]:
-    """Evaluates a query against recent items without creating a topic."""
+    """Evaluates a query against recent items without creating a topic; ``aliases`` lists the
+    alias sets its words name (what else they match)."""
     ctx.check_query(body.query, ["body", "query"])
     since = ctx.lookback(body.since, ["body", "since"])
-    topic = ctx.compiler().compile("test", body.query)
-    recent = await asyncio.to_thread(
-        replay.recent_items, ctx.config.require_bootstrap(), ctx.config.kafka, since
-    )
-    hits = await asyncio.to_thread(replay.evaluate, ctx.compiler(), topic, recent.items)
+    result = await asyncio.to_thread(run_preview, ctx, body.query, since, body.limit)
     return {
-        "items": len(recent.items),
-        "matches": len(hits),
+        "items": result.items,
+        "matches": result.matches,
+        "aliases": [{"name": name, "also": also} for name, also in result.aliases],
         "hits": [
             {
-                "title": item.title,
-                "url": item.url,
-                "source": item.source.feed_title or item.source.host,
-                "published": (item.published or item.fetched_at).isoformat(),
-                "why": reason.model_dump(mode="json"),
-                "highlighted": replay.highlighted(reason),
+                "title": hit.item.title,
+                "url": hit.item.url,
+                "source": hit.source,
+                "published": (hit.item.published or hit.item.fetched_at).isoformat(),
+                "why": hit.reason.model_dump(mode="json"),
+                "highlighted": replay.highlighted(hit.reason),
             }
-            for item, reason in hits[: body.limit]
+            for hit in result.hits
         ],
     }
