@@ -369,6 +369,12 @@ class FetcherSettings(_Frozen):
     unhealthy_after: int = Field(default=10, ge=1, description="failures in a row that make a feed unhealthy")
     per_host: int = Field(default=2, ge=1, le=64, description="concurrent fetches per host (politeness)")
     start_spread: Duration = Field(default=10.0, ge=0, description="first polls are spread over this long")
+    feeds_check: Duration = Field(
+        default=60.0,
+        ge=1.0,
+        description="how often replica 0 reads newswatch.feeds back and publishes again the stored "
+        "runtime feed definitions it no longer holds (a broker that lost its data)",
+    )
     replica: int = Field(
         default=0, ge=0, description="this fetcher's index among `replicas` (e.g. a pod ordinal)"
     )

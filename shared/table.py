@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from newswatch.shared.errors import KafkaUnavailableError
+from newswatch.shared.errors import KafkaUnavailableError, NewswatchError
 from newswatch.shared.kafka_io import Consumer, LossGuard, Message, TopicPartition
 
 Apply = Callable[[list[Message]], None]
@@ -103,3 +103,37 @@ def read_to_end(consumer: Consumer, topic: str, stop: threading.Event, apply: Ap
         reader.catch_up(stop, apply)
     finally:
         reader.close()
+
+
+def live_keys(consumer: Consumer, topic: str, stop: threading.Event) -> set[str]:
+    """Keys whose latest record on ``topic`` is a value, not a tombstone (read once, to the end)."""
+    latest: dict[str, bool] = {}
+
+    def collect(records: list[Message]) -> None:
+        for record in records:
+            if record.key is not None:
+                latest[record.key.decode("utf-8", "replace")] = record.value is not None
+
+    read_to_end(consumer, topic, stop, collect)
+    return {key for key, present in latest.items() if present}
+
+
+class Every(threading.Thread):
+    """Calls ``task`` every ``every`` seconds until ``stop``: a table's repair check (the
+    notifier's topics, the fetcher's feed definitions). A broker or database outage is
+    logged and the task tried again next time."""
+
+    def __init__(self, name: str, task: Callable[[], object], every: float, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._task = task
+        self._every = every
+        self._halt = stop
+
+    def run(self) -> None:
+        while not self._halt.wait(self._every):
+            try:
+                self._task()
+            except (NewswatchError, OSError) as exc:
+                log.warning(
+                    "periodic check failed; will try again", extra={"check": self.name, "error": str(exc)}
+                )

@@ -4,6 +4,12 @@ A definition on the topic overrides the config entry with the same URL (``active
 its interval, ``paused`` or ``removed``); URLs only on the topic are added. Each fetcher
 replica polls only the feeds it owns (a stable hash of the URL modulo the replica count),
 so replicas split the list without polling a feed twice.
+
+The fetcher's database keeps every definition (``state.DEFINITIONS``): the table starts
+from the stored ones, a record on the topic replaces one only when it is as new or newer
+(``updated_at``), and ``take_changes`` hands what the topic changed to the store.
+``missing_on_topic`` names the stored definitions the topic did not have at load: a broker
+that lost its data, which the fetcher publishes again.
 """
 
 from __future__ import annotations
@@ -47,18 +53,32 @@ class FeedTable:
         replica: int = 0,
         replicas: int = 1,
         on_error: Callable[[], None] | None = None,
+        stored: Sequence[FeedDefinition] = (),
     ) -> None:
-        """``on_error`` is called for each undecodable definition (the service counts them)."""
+        """``on_error`` is called for each undecodable definition (the service counts them);
+        ``stored``: the definitions the database holds."""
         self._reader = TableReader(consumer, FEEDS)
         self._config = list(config_feeds)
         self._replica = replica
         self._replicas = replicas
-        self.overrides: dict[str, FeedDefinition] = {}
+        self.overrides: dict[str, FeedDefinition] = {d.url: d for d in stored}
         self._on_error = on_error
+        self._changes: dict[str, FeedDefinition | None] = {}
+        self._on_topic: set[str] = set()
 
     def load(self, stop: threading.Event, timeout: float = 60.0) -> None:
         self._reader.assign(stop, timeout)
         self._reader.catch_up(stop, self._apply, timeout)
+
+    def missing_on_topic(self) -> list[FeedDefinition]:
+        """Definitions held (stored, or newer than the topic's) that the topic did not carry
+        at load: what to publish again."""
+        return [d for url, d in sorted(self.overrides.items()) if url not in self._on_topic]
+
+    def take_changes(self) -> dict[str, FeedDefinition | None]:
+        """What the topic changed since the last call (None: the URL's definition was deleted)."""
+        changes, self._changes = self._changes, {}
+        return changes
 
     def poll(self) -> bool:
         """Apply runtime changes; True if any arrived."""
@@ -81,7 +101,9 @@ class FeedTable:
         for record in records:
             url = record.key.decode("utf-8", "replace") if record.key else ""
             if record.value is None:
-                self.overrides.pop(url, None)
+                self._on_topic.discard(url)
+                if self.overrides.pop(url, None) is not None:
+                    self._changes[url] = None
                 continue
             try:
                 definition = decode(FeedDefinition, record.value)
@@ -90,4 +112,10 @@ class FeedTable:
                     self._on_error()
                 log.error("undecodable feed definition ignored", extra={"key": url, "error": str(exc)})
                 continue
+            held = self.overrides.get(definition.url)
+            if held is not None and held.updated_at > definition.updated_at:
+                self._on_topic.discard(definition.url)  # the store's is newer: publish it again
+                continue
+            self._on_topic.add(definition.url)
             self.overrides[definition.url] = definition
+            self._changes[definition.url] = definition

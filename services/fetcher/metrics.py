@@ -39,6 +39,11 @@ class FetcherMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
+        self.feed_definitions_republished = Counter(
+            "newswatch_fetcher_feed_definitions_republished_total",
+            "Stored runtime feed definitions published again because newswatch.feeds no longer held them.",
+            registry=registry,
+        )
         self.feed_definition_errors = Counter(
             "newswatch_fetcher_feed_definition_errors_total",
             "Undecodable records on newswatch.feeds, ignored (the record stays on the topic).",

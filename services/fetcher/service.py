@@ -18,12 +18,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from prometheus_client import CollectorRegistry
 
+from newswatch.fetcher.feed_repair import publish_definitions, repair
 from newswatch.fetcher.feed_table import FeedTable
 from newswatch.fetcher.http_fetch import make_client
 from newswatch.fetcher.metrics import FetcherMetrics
@@ -42,7 +44,7 @@ from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer
 from newswatch.shared.kafka_io import Publisher
 from newswatch.shared.netguard import NetGuard
 from newswatch.shared.runtime import drain_budget
-from newswatch.shared.table import TableReader
+from newswatch.shared.table import Every, TableReader
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +202,18 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             settings.replica,
             settings.replicas,
             on_error=metrics.feed_definition_errors.inc,
+            stored=store.definitions(),
         )
         table.load(stop)
+        store.keep_definitions(table.take_changes())
+        if settings.replica == 0:
+            publish_definitions(publisher, table.missing_on_topic(), metrics)
+            Every(
+                "fetcher-feed-check",
+                partial(repair, store, publisher, bootstrap, config.kafka, metrics, stop),
+                settings.feeds_check,
+                stop,
+            ).start()
         health.set_not_ready("settling the publish journal")
         settle_journal(
             store,
@@ -257,7 +269,7 @@ async def _poll_feeds(
         try:
             while not await loop.run_in_executor(None, stop.wait, 1.0):
                 health.beat()
-                if await loop.run_in_executor(workers, table.poll):
+                if await loop.run_in_executor(workers, _apply_changes, table, store):
                     _reconcile(feeds, table.mine(), store, settings.start_spread)
         finally:
             health.set_not_ready("stopping")
@@ -269,6 +281,13 @@ async def _poll_feeds(
                     extra={"polls": unfinished},
                 )
             scheduler.shutdown(wait=False)
+
+
+def _apply_changes(table: FeedTable, store: FetcherStore) -> bool:
+    """Reads runtime changes from the topic and stores them; True if the feed list changed."""
+    changed = table.poll()
+    store.keep_definitions(table.take_changes())
+    return changed
 
 
 def _reconcile(

@@ -8,6 +8,7 @@ publish is retried with a full (non-304) fetch.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,8 +33,12 @@ from newswatch.fetcher.dedup import Known, Remember
 from newswatch.fetcher.http_fetch import Validators
 from newswatch.fetcher.pending import PendingBatch, Settled
 from newswatch.shared.clock import SYSTEM, Clock
+from newswatch.shared.contract import FeedDefinition, decode, encode
 from newswatch.shared.db import insert_new, migrate, transaction, upsert
+from newswatch.shared.errors import ContractError
 from newswatch.shared.kafka_io import Ack
+
+log = logging.getLogger(__name__)
 
 COMPONENT = "fetcher"
 MIGRATIONS: list[list[str]] = [
@@ -64,6 +69,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE fetcher_pending (batch_id VARCHAR(64) PRIMARY KEY, feed_url VARCHAR(2048) NOT NULL, "
         "created_at DOUBLE PRECISION NOT NULL, floors TEXT NOT NULL, body TEXT NOT NULL)",
         "CREATE TABLE fetcher_item_offsets (item_partition INTEGER PRIMARY KEY, next_offset BIGINT NOT NULL)",
+    ],
+    [
+        "CREATE TABLE fetcher_definitions (url VARCHAR(2048) PRIMARY KEY, body TEXT NOT NULL, "
+        "updated_at DOUBLE PRECISION NOT NULL)",
     ],
 ]
 
@@ -138,6 +147,17 @@ ITEM_OFFSETS = Table(
     _meta,
     Column("item_partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+)
+
+
+#: The feed list's runtime changes (``newswatch.feeds`` definitions), the source of truth:
+#: a broker that loses its data (the embedded one at every restart) gets them back from here.
+DEFINITIONS = Table(
+    "fetcher_definitions",
+    _meta,
+    Column("url", String(2048), primary_key=True),
+    Column("body", Text, nullable=False),  # the FeedDefinition as published (JSON)
+    Column("updated_at", Float, nullable=False),
 )
 
 
@@ -437,6 +457,43 @@ class FetcherStore:
         with transaction(self._engine, "reading published URLs") as conn:
             value = conn.execute(select(URLS.c.also_in).where(URLS.c.canonical_url == canonical_url)).scalar()
         return [s for s in (value or "").split("\n") if s]
+
+    def definitions(self) -> list[FeedDefinition]:
+        """The stored runtime feed definitions (undecodable rows are logged and skipped)."""
+        with transaction(self._engine, "reading feed definitions") as conn:
+            rows = conn.execute(select(DEFINITIONS.c.url, DEFINITIONS.c.body)).all()
+        found = []
+        for url, body in rows:
+            try:
+                found.append(decode(FeedDefinition, body.encode()))
+            except ContractError as exc:
+                log.error(
+                    "stored feed definition unreadable; skipped", extra={"feed": url, "error": str(exc)}
+                )
+        return found
+
+    def keep_definitions(self, changes: dict[str, FeedDefinition | None]) -> None:
+        """Stores definitions (None: forget the URL's); an older one never replaces a newer."""
+        if not changes:
+            return
+        with transaction(self._engine, "storing feed definitions") as conn:
+            stored = dict(
+                conn.execute(
+                    select(DEFINITIONS.c.url, DEFINITIONS.c.updated_at).where(
+                        DEFINITIONS.c.url.in_(list(changes))
+                    )
+                ).all()
+            )
+            gone = [url for url, d in changes.items() if d is None]
+            if gone:
+                conn.execute(delete(DEFINITIONS).where(DEFINITIONS.c.url.in_(gone)))
+            rows = [
+                {"url": url, "body": encode(d).decode(), "updated_at": d.updated_at.timestamp()}
+                for url, d in changes.items()
+                if d is not None and d.updated_at.timestamp() >= stored.get(url, float("-inf"))
+            ]
+            if rows:
+                upsert(conn, DEFINITIONS, rows, ["url"])
 
     def close(self) -> None:
         self._engine.dispose()

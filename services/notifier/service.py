@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 
@@ -27,7 +28,7 @@ from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.notifier.router import Router
 from newswatch.notifier.site import ApiServer, make_app
 from newswatch.notifier.stream import AlertHub, AlertTail
-from newswatch.notifier.topic_repair import TopicCheck, publish_topics
+from newswatch.notifier.topic_repair import publish_topics, repair
 from newswatch.notifier.webhook import make_client
 from newswatch.shared.config import Config
 from newswatch.shared.contract import ALL_TOPICS, MATCHES
@@ -38,6 +39,7 @@ from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer
 from newswatch.shared.kafka_io import ConsumerLoop, Publisher, loop_policy
 from newswatch.shared.netguard import NetGuard, install_urllib3_guard
 from newswatch.shared.runtime import drain_budget
+from newswatch.shared.table import Every
 
 log = logging.getLogger(__name__)
 GROUP_ID = "newswatch-notifier"
@@ -160,8 +162,11 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         log.info("topics re-published from the database", extra={"topics": published})
         hub = AlertHub(settings.stream_clients, settings.stream_clients_per_owner)
         AlertTail(bootstrap, config.kafka, hub, stop).start()
-        TopicCheck(
-            db.catalog, publisher, bootstrap, config.kafka, metrics, stop, settings.topics_check
+        Every(
+            "notifier-topic-check",
+            partial(repair, db.catalog, publisher, bootstrap, config.kafka, metrics, stop),
+            settings.topics_check,
+            stop,
         ).start()
         context = ApiContext(
             db,

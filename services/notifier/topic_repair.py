@@ -12,16 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.metrics import NotifierMetrics
 from newswatch.shared.config import KafkaSettings
 from newswatch.shared.contract import TOPICS, TopicDefinition, encode
-from newswatch.shared.errors import NewswatchError
 from newswatch.shared.kafka_client import make_consumer
 from newswatch.shared.kafka_io import Publisher, Record
-from newswatch.shared.table import read_to_end
+from newswatch.shared.table import live_keys
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +39,7 @@ def publish_topics(store: Catalog, publisher: Publisher, only: set[str] | None =
 
 def topics_on_broker(bootstrap: str, settings: KafkaSettings, stop: threading.Event) -> set[str]:
     """Ids whose latest record on ``newswatch.topics`` is a definition (not a tombstone)."""
-    latest: dict[str, bool] = {}
-
-    def collect(records: list[Any]) -> None:
-        for record in records:
-            if record.key is not None:
-                latest[record.key.decode("utf-8", "replace")] = record.value is not None
-
-    read_to_end(make_consumer(bootstrap, settings, None, "newswatch-topic-check"), TOPICS, stop, collect)
-    return {topic_id for topic_id, present in latest.items() if present}
+    return live_keys(make_consumer(bootstrap, settings, None, "newswatch-topic-check"), TOPICS, stop)
 
 
 def repair(
@@ -68,30 +58,3 @@ def repair(
     metrics.topics_republished.inc(count)
     log.warning("topics missing on the broker published again", extra={"topics": sorted(missing)})
     return count
-
-
-class TopicCheck(threading.Thread):
-    """Runs ``repair`` every ``every`` seconds until ``stop``; a broker outage is logged and
-    the check tried again next time."""
-
-    def __init__(
-        self,
-        store: Catalog,
-        publisher: Publisher,
-        bootstrap: str,
-        settings: KafkaSettings,
-        metrics: NotifierMetrics,
-        stop: threading.Event,
-        every: float,
-    ) -> None:
-        super().__init__(name="notifier-topic-check", daemon=True)
-        self._args = (store, publisher, bootstrap, settings, metrics, stop)
-        self._halt = stop
-        self._every = every
-
-    def run(self) -> None:
-        while not self._halt.wait(self._every):
-            try:
-                repair(*self._args)
-            except (NewswatchError, OSError) as exc:
-                log.warning("topic check failed; will try again", extra={"error": str(exc)})
