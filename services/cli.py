@@ -161,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (create, listing, revoke):
         config_arg(p)
 
+    migrate = sub.add_parser(
+        "migrate", help="apply the databases' schema migrations now (the services also do at start-up)"
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: report the versions, exit 1 if any step is pending",
+    )
+    config_arg(migrate)
+
     topics = sub.add_parser("topics", help="try a query on recent news before creating a topic")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     test = topics_sub.add_parser("test", help="show which recent items a query matches, and why")
@@ -208,6 +218,8 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return _feeds(args)
     if command == "topics":
         return _topics_test(args)
+    if command == "migrate":
+        return _migrate(args)
     if command == "demo-feeds":
         from newswatch.demo.feeds_only import serve_demo_feeds
 
@@ -392,6 +404,49 @@ def _tokens(args: argparse.Namespace) -> int:
     finally:
         db.close()
     return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Each database's schema version against this release's; applies the missing steps
+    unless ``--check``. A database that does not exist yet is reported, not created."""
+    from pathlib import Path
+
+    from newswatch.fetcher import state
+    from newswatch.notifier import schema
+    from newswatch.shared.db import database_url, make_engine, migrate, schema_version
+
+    config = load_config(args.config)
+    pending = False
+    for component, steps in ((state.COMPONENT, state.MIGRATIONS), (schema.COMPONENT, schema.MIGRATIONS)):
+        url = database_url(config.database_url, config.state_dir, component)
+        if args.check and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            print(f"{component}: no database yet ({len(steps)} steps to apply at first start)")
+            pending = True
+            continue
+        engine = make_engine(url)
+        try:
+            current = schema_version(engine, component)
+            if current > len(steps):
+                raise ConfigError(
+                    f"{component}: schema version {current} is newer than this newswatch knows ({len(steps)})"
+                )
+            if args.check:
+                waiting = len(steps) - current
+                pending = pending or waiting > 0
+                print(
+                    f"{component}: version {current} of {len(steps)}"
+                    + (f", {waiting} pending" if waiting else ", up to date")
+                )
+            else:
+                done = migrate(engine, component, steps)
+                print(
+                    f"{component}: version {current} → {done}"
+                    if done != current
+                    else f"{component}: up to date ({done})"
+                )
+        finally:
+            engine.dispose()
+    return 1 if args.check and pending else 0
 
 
 def _duration(option: str, value: str) -> float:

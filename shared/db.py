@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal,
     select,
     text,
@@ -164,6 +165,11 @@ def migrate(engine: Engine, component: str, steps: Sequence[Sequence[str]]) -> i
                 select(_MIGRATIONS.c.version).where(_MIGRATIONS.c.component == component)
             ).scalar_one_or_none()
             version = current or 0
+            if version > len(steps):
+                raise StoreError(
+                    f"the {component} database has schema version {version}, newer than this newswatch "
+                    f"knows ({len(steps)}): run the newer release, or restore the backup taken before it"
+                )
             for number, statements in enumerate(steps[version:], start=version + 1):
                 for statement in statements:
                     conn.execute(text(statement))
@@ -177,6 +183,20 @@ def migrate(engine: Engine, component: str, steps: Sequence[Sequence[str]]) -> i
             return version
     except SQLAlchemyError as exc:
         raise StoreError(f"migrating {component} schema failed: {exc}") from exc
+
+
+def schema_version(engine: Engine, component: str) -> int:
+    """The recorded schema version of ``component`` (0: none yet), without changing anything."""
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(_MIGRATIONS.name):
+                return 0
+            current = conn.execute(
+                select(_MIGRATIONS.c.version).where(_MIGRATIONS.c.component == component)
+            ).scalar_one_or_none()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"reading the {component} schema version failed: {exc}") from exc
+    return int(current or 0)
 
 
 #: Compiled-once statements by (dialect, kind, table, keys, columns): a statement object

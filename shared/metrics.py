@@ -7,6 +7,19 @@ metric declarations stay in one module per package with bounded labels only.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+
+def service_registry() -> CollectorRegistry:
+    """A service's registry: its own metrics, plus the process (CPU, memory, open files) and
+    Python (GC, version) collectors a default registry would have had."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 class PipelineMetrics:

@@ -23,7 +23,6 @@ from functools import partial
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from prometheus_client import CollectorRegistry
 
 from newswatch.fetcher.feed_repair import publish_definitions, repair
 from newswatch.fetcher.feed_table import FeedTable
@@ -42,6 +41,7 @@ from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
 from newswatch.shared.kafka_io import Publisher
+from newswatch.shared.metrics import service_registry
 from newswatch.shared.netguard import NetGuard
 from newswatch.shared.runtime import drain_budget
 from newswatch.shared.table import Every, TableReader
@@ -173,7 +173,7 @@ class FeedScheduler:
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
     """Run until ``stop`` is set; polls in flight may finish (within ``drain_budget(stop_grace)``)."""
     bootstrap = config.require_bootstrap()  # fail before opening anything
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = FetcherMetrics(registry)
     health = Health()
     server = ObservabilityServer(config.http.host, http_port, registry, health)

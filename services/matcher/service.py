@@ -7,8 +7,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry
-
 from newswatch.matcher.compiled import source_modules
 from newswatch.matcher.document import Document
 from newswatch.matcher.errors import AliasError
@@ -32,6 +30,7 @@ from newswatch.shared.kafka_io import (
     in_order,
     loop_policy,
 )
+from newswatch.shared.metrics import service_registry
 from newswatch.shared.runtime import stall_point
 from newswatch.shared.tracing import HEADER as TRACE_HEADER
 from newswatch.shared.tracing import child, from_headers, trace_id
@@ -128,7 +127,7 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         compiler = Compiler.from_settings(config.matcher)
     except AliasError as exc:
         raise ConfigError(f"matcher aliases: {exc}") from exc
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = MatcherMetrics(registry)
     health = Health()
     server = ObservabilityServer(config.http.host, http_port, registry, health)

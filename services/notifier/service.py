@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from prometheus_client import CollectorRegistry
-
 from newswatch.notifier.api import ApiContext
 from newswatch.notifier.catalog import Catalog
 from newswatch.notifier.channels import channels, destination_refusal
@@ -37,6 +35,7 @@ from newswatch.shared.health import Health
 from newswatch.shared.http_server import ObservabilityServer
 from newswatch.shared.kafka_client import ensure_topics, make_consumer, producer_factory
 from newswatch.shared.kafka_io import ConsumerLoop, Publisher, loop_policy
+from newswatch.shared.metrics import service_registry
 from newswatch.shared.netguard import NetGuard, install_urllib3_guard
 from newswatch.shared.runtime import drain_budget
 from newswatch.shared.table import Every
@@ -116,7 +115,7 @@ class SenderLoop(threading.Thread):
 
 def run(config: Config, http_port: int, stop: threading.Event) -> None:
     bootstrap = config.require_bootstrap()  # fail before opening anything
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = NotifierMetrics(registry)
     health = Health(stall_after=120.0)
     server = ObservabilityServer(config.http.host, http_port, registry, health)

@@ -12,7 +12,7 @@ from newswatch.cli import main
 from newswatch.shared.processes import free_port, port_open, spawn
 from tests.support.waiting import wait_for
 
-COMMANDS = ["broker", "fetcher", "matcher", "notifier", "up", "demo", "apply"]
+COMMANDS = ["broker", "fetcher", "matcher", "notifier", "up", "demo", "apply", "migrate"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -98,3 +98,32 @@ def test_module_entry_point_runs() -> None:
         check=False,
     )
     assert result.returncode == 0 and result.stdout.startswith("newswatch ")
+
+
+def test_migrate_checks_applies_and_refuses_a_newer_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from newswatch.fetcher.state import MIGRATIONS as FETCHER
+    from newswatch.notifier.schema import MIGRATIONS as NOTIFIER
+
+    monkeypatch.delenv("NEWSWATCH_CONFIG", raising=False)
+    monkeypatch.delenv("NEWSWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("NEWSWATCH_STATE_DIR", str(tmp_path / "state"))
+    assert main(["migrate", "--check"]) == 1  # nothing applied yet, and nothing created by a check
+    assert not (tmp_path / "state").exists()
+    assert main(["migrate"]) == 0
+    assert f"notifier: version 0 → {len(NOTIFIER)}" in capsys.readouterr().out
+    assert main(["migrate", "--check"]) == 0
+    assert f"fetcher: version {len(FETCHER)} of {len(FETCHER)}, up to date" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "state" / "notifier.sqlite3") as db:
+        db.execute("UPDATE newswatch_migrations SET version = 99 WHERE component = 'notifier'")
+    assert main(["migrate"]) == 2  # a database from a newer release: never run older code on it
+    assert "schema version 99 is newer than this newswatch knows" in capsys.readouterr().err
+    from newswatch.shared.db import StoreError, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'notifier.sqlite3'}")
+    with pytest.raises(StoreError, match="restore the backup"):  # what a service does at start-up
+        migrate(engine, "notifier", NOTIFIER)
+    engine.dispose()
