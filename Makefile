@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := $(shell find services shared -name '*.py' -o -name '*.xml' -o -name '*.yaml' -o -name '*.j2' -o -name 'py.typed' -o -name '*.c' -o -name '*.pyi' -o -name '*.js' -o -name '*.css' -o -name '*.txt') pyproject.toml setup.py
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-chaos lint lint-deploy browser typecheck unit integration e2e install clean
+.PHONY: demo test test-chaos lint lint-deploy browser docs typecheck unit integration e2e install clean
 
 # The venv is rebuilt when pyproject.toml changes; the package is reinstalled (not editable:
 # the fixed repo layout maps onto the `newswatch.*` import names only in an installed copy)
@@ -55,6 +55,11 @@ browser:
 # Tests start what they need themselves (the broker on a free port, HTTP servers on 127.0.0.1).
 test: lint lint-deploy browser
 	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+
+# Rewrites the generated parts of docs/reference (settings, commands, routes, metrics) from the
+# code; tests/unit/test_docs.py fails while they differ.
+docs: install
+	$(BIN)/python -m tests.support.reference --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache artifacts

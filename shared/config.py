@@ -38,17 +38,19 @@ from newswatch.shared.languages import DEFAULT_LANGUAGES, SNOWBALL
 CONFIG_ENV = "NEWSWATCH_CONFIG"
 ENV_PREFIX = "NEWSWATCH_"
 #: NEWSWATCH_* variables that are not config keys (read by the CLI or the runtime).
-RESERVED_ENV = frozenset(
-    {
-        "NEWSWATCH_CONFIG",
-        "NEWSWATCH_LOG_LEVEL",
-        "NEWSWATCH_BROKER_BIN",
-        "NEWSWATCH_API_URL",
-        "NEWSWATCH_API_TOKEN",
-        "NEWSWATCH_PURE_PYTHON",  # read by setup.py when installing
-        "NEWSWATCH_TEST_STALL",  # a test hook (shared/runtime.stall_point)
-    }
-)
+#: The ``NEWSWATCH_*`` variables that are not settings, and what each is for.
+RESERVED_ENV_HELP = {
+    "NEWSWATCH_CONFIG": "the config file (instead of `--config`)",
+    "NEWSWATCH_LOG_LEVEL": "`debug`, `info` (default), `warning` or `error` (instead of `--log-level`)",
+    "NEWSWATCH_BROKER_BIN": "another `tansu` binary for the embedded broker",
+    "NEWSWATCH_API_URL": "the notifier API that `newswatch apply` talks to (instead of `--server`)",
+    "NEWSWATCH_API_TOKEN": "the admin token `newswatch apply` sends (instead of `--token`)",
+    "NEWSWATCH_PURE_PYTHON": "read by `setup.py` when installing: `1` skips the optional C "
+    "extensions (the commands ignore it)",
+    "NEWSWATCH_TEST_STALL": "a test hook: names a stall point that hangs on purpose "
+    "(`shared/runtime.stall_point`); never set it in production",
+}
+RESERVED_ENV = frozenset(RESERVED_ENV_HELP)
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -174,22 +176,51 @@ def _secret_fields(model: type[BaseModel]) -> list[str]:
 
 class KafkaSettings(_Frozen):
     bootstrap: str | None = Field(
-        default=None, description="host:port[,host:port]; absent: up/demo start the embedded broker"
+        default=None,
+        description=(
+            "`host:port[,host:port]`. If absent, `up`/`demo` start the embedded broker and "
+            "the services refuse to start."
+        ),
     )
-    partitions: int = Field(default=3, ge=1, le=1024, description="partitions of each topic created")
-    replication_factor: int = Field(default=1, ge=1, le=16)
-    session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=60_000)
-    request_timeout_ms: int = Field(default=30_000, ge=1_000, le=300_000)
-    send_timeout: Duration = Field(default=30.0, gt=0, description="how long to wait for a send ack")
+    partitions: int = Field(
+        default=3, ge=1, le=1024, description="partitions of each topic created at start-up"
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, le=16, description="replication of each topic created at start-up"
+    )
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, le=300_000, description="consumer group session timeout"
+    )
+    heartbeat_interval_ms: int = Field(
+        default=1_000, ge=100, le=60_000, description="at most a third of the session timeout"
+    )
+    request_timeout_ms: int = Field(default=30_000, ge=1_000, le=300_000, description="Kafka request timeout")
+    send_timeout: Duration = Field(
+        default=30.0, gt=0, description="how long a publish waits for the broker's acknowledgement"
+    )
     fetch_max_wait_ms: int = Field(
         default=20,
         ge=1,
         le=10_000,
-        description="longest a group consumer's fetch (items, matches) waits at the broker for records",
+        description=(
+            "longest the services' group consumers (items, matches) let a fetch wait at the "
+            "broker. Kafka answers a waiting fetch as soon as records arrive, so there it "
+            "only sets how often an idle consumer asks; the embedded broker holds each record "
+            "until the wait ends, so this bounds the delay it adds to each hop (500, Kafka's "
+            "default, added about 125 ms per hop there). The price is idle fetches: on the "
+            "embedded broker about 0.1 of a core more per service than with 500. Readers of "
+            "tables and the alert stream use 500."
+        ),
     )
     linger_ms: int = Field(
-        default=0, ge=0, le=1_000, description="how long a producer holds a record to batch it with more"
+        default=0,
+        ge=0,
+        le=1_000,
+        description=(
+            "how long a producer holds a record to batch it with more. Services send a whole "
+            "batch's records before they wait for the acknowledgements, so records batch "
+            "without lingering (measured: `bench/README.md`)."
+        ),
     )
     producer_batch_bytes: int = Field(
         default=65_536,
@@ -207,14 +238,21 @@ class KafkaSettings(_Frozen):
         default=5,
         ge=1,
         le=1_000,
-        description="failures of one record (other than an outage) before it goes to the DLQ",
+        description=(
+            "failures of one record (other than an outage of the broker or the database) "
+            "before it is dead-lettered, so one bad record never stalls its partition"
+        ),
     )
     retry_backoff: Duration = Field(
         default=1.0, gt=0, description="first wait before a failed batch is retried (doubles each time)"
     )
     retry_backoff_max: Duration = Field(default=30.0, gt=0, description="longest wait between two retries")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="how clients talk to the brokers: TLS (SSL), SASL, both, or neither"
+        default="PLAINTEXT",
+        description=(
+            "`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL`, for every client "
+            "(services, CLI, admin)"
+        ),
     )
     ssl_cafile: Path | None = Field(
         default=None, description="CA bundle that signs the brokers' certificates"
@@ -256,46 +294,108 @@ class KafkaSettings(_Frozen):
 
 
 class HttpSettings(_Frozen):
-    host: str = Field(default="127.0.0.1", description="address the /metrics and health server binds")
-    fetcher_port: int = Field(default=9301, ge=0, le=65535)
-    matcher_port: int = Field(default=9302, ge=0, le=65535)
-    notifier_port: int = Field(default=9303, ge=0, le=65535)
+    host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "address of each service's `/metrics`, `/healthz` and `/readyz` endpoints (use "
+            "`0.0.0.0` in containers)"
+        ),
+    )
+    fetcher_port: int = Field(
+        default=9301,
+        ge=0,
+        le=65535,
+        description="their ports. `--http-port` overrides the port of the service being run.",
+    )
+    matcher_port: int = Field(
+        default=9302,
+        ge=0,
+        le=65535,
+        description="their ports. `--http-port` overrides the port of the service being run.",
+    )
+    notifier_port: int = Field(
+        default=9303,
+        ge=0,
+        le=65535,
+        description="their ports. `--http-port` overrides the port of the service being run.",
+    )
     api_port: int = Field(
-        default=9380, ge=0, le=65535, description="the notifier's HTTP API (0: any free port)"
+        default=9380,
+        ge=0,
+        le=65535,
+        description="the notifier's HTTP API (on `http.host`; `0` picks a free port)",
     )
 
 
 class FeedConfig(_Frozen):
-    url: HttpUrlText
+    url: HttpUrlText = Field(description="http(s) feed URL, unique")
     interval: Duration | None = Field(
-        default=None, ge=1.0, description="fixed poll interval; absent: adaptive (fetcher.min/max_interval)"
+        default=None,
+        ge=1.0,
+        description=(
+            "a fixed poll interval (≥ 1 s). If absent, polling is adaptive (see *Polling schedule*)."
+        ),
     )
 
 
 class TopicConfig(_Frozen):
-    id: str = Field(pattern=ID_PATTERN)
-    query: str = Field(min_length=1, max_length=4096)
+    id: str = Field(pattern=ID_PATTERN, description="`[a-z0-9][a-z0-9._-]{0,63}`, unique")
+    query: str = Field(min_length=1, max_length=4096, description="see *Topic queries*")
 
 
 class SubscriptionConfig(_Frozen):
     """One subscriber's alerts: which topics, where to, and at what rhythm."""
 
-    id: str = Field(pattern=ID_PATTERN)
-    topics: tuple[Annotated[str, Field(pattern=ID_PATTERN)], ...] = Field(min_length=1)
+    id: str = Field(pattern=ID_PATTERN, description="unique, same pattern as topic ids")
+    topics: tuple[Annotated[str, Field(pattern=ID_PATTERN)], ...] = Field(
+        min_length=1, description="topic ids defined in the same file"
+    )
     to: ChannelUrl = Field(
-        description="http(s):// (signed JSON webhook), mailto: (email) or an Apprise URL (slack://, ntfy://, …)"
+        description=(
+            "the channel: `http(s)://…` (signed JSON webhook), `mailto:name@example.org` "
+            "(email), or any [Apprise](https://github.com/caronc/apprise/wiki) URL "
+            "(`slack://…`, `discord://…`, `tgram://…`, `ntfy://…`, `msteams://…`, "
+            "`matrix://…`, `pover://…`); an unsupported URL is refused at load time"
+        )
     )
     mode: str = Field(
         default="immediate",
-        description="immediate, hourly, 'daily at HH:MM' or 'weekly on <day> at HH:MM' (in timezone)",
+        description=(
+            "`immediate`, `hourly`, `daily at HH:MM` or `weekly on <day> at HH:MM` (a digest: "
+            "one message with every match since the last)"
+        ),
     )
-    timezone: str = Field(default="UTC", description="IANA zone for digest times and quiet hours")
+    timezone: str = Field(
+        default="UTC",
+        description=(
+            "IANA zone of the digest times and quiet hours (`Europe/Berlin`); wall-clock "
+            "times stay put across DST"
+        ),
+    )
     max_per_hour: int | None = Field(
-        default=None, ge=1, le=10_000, description="immediate alerts per hour; the rest go to the next digest"
+        default=None,
+        ge=1,
+        le=10_000,
+        description=(
+            "immediate alerts per hour; the overflow goes into one digest at the top of the "
+            "next hour, never dropped"
+        ),
     )
-    quiet_hours: str | None = Field(default=None, description="HH:MM-HH:MM: held, then sent as one digest")
-    snooze_until: datetime | None = Field(default=None, description="held until then, then one digest")
-    updates: bool = Field(default=False, description="also alert when an alerted item is updated")
+    quiet_hours: str | None = Field(
+        default=None,
+        description=(
+            "`HH:MM-HH:MM` (may wrap midnight): alerts are held and sent as one digest when it ends"
+        ),
+    )
+    snooze_until: datetime | None = Field(
+        default=None, description="a time with a zone: alerts are held and sent as one digest then"
+    )
+    updates: bool = Field(
+        default=False,
+        description=(
+            "also alert when an alerted item is revised (`kind: update`); otherwise updates are suppressed"
+        ),
+    )
     secret: SecretStr | None = Field(
         default=None,
         description="webhook signing secret: whsec_ + base64 of at least 24 random bytes; "
@@ -349,44 +449,88 @@ class SubscriptionConfig(_Frozen):
 
 
 class FetcherSettings(_Frozen):
-    concurrency: int = Field(default=64, ge=1, le=4096, description="fetches in flight at the same time")
-    workers: int = Field(default=4, ge=1, le=64, description="threads that parse, publish and record polls")
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description=(
+            "how many fetches are in flight at once (async: a slow server holds a socket, not a thread)"
+        ),
+    )
+    workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=("threads that parse, publish and record polls (the CPU- and I/O-bound part of a poll)"),
+    )
     timeout: Duration = Field(default=20.0, gt=0, description="total time allowed for one fetch")
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="after decompression")
-    max_redirects: int = Field(default=5, ge=0, le=20)
-    parse_timeout: Duration = Field(default=10.0, gt=0, description="longest a large feed may take to parse")
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="body cap, counted after decompression (gzip bombs are cut off)",
+    )
+    max_redirects: int = Field(
+        default=5, ge=0, le=20, description="redirects followed per fetch (each checked by the egress policy)"
+    )
+    parse_timeout: Duration = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "the longest a large feed may take to parse; the parser is stopped after that (`parse_error`)"
+        ),
+    )
     isolate_parse_above: int = Field(
         default=1024 * 1024,
         ge=0,
-        description="bodies larger than this are parsed in a killable child process",
+        description=(
+            "bodies larger than this are parsed in a child process that can be stopped at "
+            "`parse_timeout`. Typical feeds are smaller, and parse in-process in "
+            "milliseconds."
+        ),
     )
-    user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch; feed monitor)"
-    seen_per_feed: int = Field(default=5000, ge=100, description="item ids remembered per feed")
+    user_agent: str = Field(
+        default="newswatch/0.1 (+https://github.com/newswatch/newswatch; feed monitor)",
+        description="sent with every request",
+    )
+    seen_per_feed: int = Field(
+        default=5000,
+        ge=100,
+        description="item ids remembered per feed (a bounded seen-set, never a date watermark)",
+    )
     min_interval: Duration = Field(default=300.0, ge=1.0, description="adaptive polling: shortest interval")
     max_interval: Duration = Field(
         default=3600.0, ge=1.0, description="adaptive polling and unhealthy feeds: longest"
     )
     unhealthy_after: int = Field(default=10, ge=1, description="failures in a row that make a feed unhealthy")
-    per_host: int = Field(default=2, ge=1, le=64, description="concurrent fetches per host (politeness)")
-    start_spread: Duration = Field(default=10.0, ge=0, description="first polls are spread over this long")
+    per_host: int = Field(
+        default=2, ge=1, le=64, description="how many fetches may hit one host at once (politeness)"
+    )
+    start_spread: Duration = Field(
+        default=10.0, ge=0, description="first polls after start-up are spread over this long"
+    )
     feeds_check: Duration = Field(
         default=60.0,
         ge=1.0,
-        description="how often replica 0 reads newswatch.feeds back and publishes again the stored "
-        "runtime feed definitions it no longer holds (a broker that lost its data)",
+        description=(
+            "how often replica 0 reads `newswatch.feeds` back and publishes again the stored "
+            "runtime feed definitions it no longer holds "
+            "(`newswatch_fetcher_feed_definitions_republished_total`)"
+        ),
     )
     replica: int = Field(
         default=0, ge=0, description="this fetcher's index among `replicas` (e.g. a pod ordinal)"
     )
     replicas: int = Field(default=1, ge=1, le=1024, description="fetcher replicas splitting the feed list")
     backfill: Duration = Field(
-        default=86400.0, ge=0, description="first poll: publish only items newer than this"
+        default=86400.0, ge=0, description="on a feed's first poll, only items newer than this are published"
     )
     backfill_max_items: int = Field(
-        default=20, ge=0, description="first poll: publish at most this many items"
+        default=20,
+        ge=0,
+        description="on a feed's first poll, at most this many items are published (the newest)",
     )
     url_dedup_window: Duration = Field(
-        default=7 * 86400.0, gt=0, description="how long a canonical URL is remembered"
+        default=7 * 86400.0, gt=0, description="how long a published canonical URL is remembered across feeds"
     )
 
     @model_validator(mode="after")
@@ -407,19 +551,27 @@ class FetcherSettings(_Frozen):
 
 class MatcherSettings(_Frozen):
     aliases: tuple[tuple[str, ...], ...] = Field(
-        default=(), description="alias sets: names of one entity, e.g. [North Korea, DPRK, Pyongyang]"
+        default=(),
+        description=("alias sets of your own, e.g. `[[North Korea, DPRK, Pyongyang]]` (see Topic queries)"),
     )
     alias_files: tuple[Path, ...] = Field(default=(), description="YAML files of alias sets (lists of names)")
-    starter_aliases: bool = Field(default=True, description="load the alias sets shipped with newswatch")
+    starter_aliases: bool = Field(
+        default=True,
+        description="load the alias sets shipped with newswatch (`services/matcher/geopolitics.yaml`)",
+    )
     languages: tuple[str, ...] = Field(
         default=DEFAULT_LANGUAGES,
         min_length=1,
-        description="languages (ISO 639-1) a query word is stemmed in",
+        description="languages a query word is stemmed in (ISO 639-1 codes with a Snowball stemmer)",
     )
     topic_budget: Duration = Field(
         default=0.05,
         gt=0,
-        description="longest one topic may take on one item; a topic over it is disabled (logged, counted)",
+        description=(
+            "longest one topic may take on one item; a topic over it is disabled until its "
+            "definition changes (logged, `newswatch_matcher_topics_disabled_total`). Query "
+            "limits (see *Topic queries*) make this a safety net"
+        ),
     )
 
     @field_validator("languages")
@@ -433,19 +585,48 @@ class MatcherSettings(_Frozen):
 
 class SmtpSettings(_Frozen):
     host: str = Field(default="127.0.0.1", description="SMTP server for mailto: subscriptions")
-    port: int = Field(default=25, ge=1, le=65535)
+    port: int = Field(
+        default=25,
+        ge=1,
+        le=65535,
+        description=(
+            "the SMTP server for `mailto:` subscriptions, reached through the egress policy "
+            "like any host (a relay on a loopback or private address needs its network in "
+            "`allow_networks`); `security`: `none` (refused with a login), `starttls` or "
+            "`tls` (implicit)"
+        ),
+    )
     security: Literal["none", "starttls", "tls"] | None = Field(
         default=None,
         description="none, starttls (upgrade on connect) or tls (implicit, port 465); "
         "default: starttls with a username, else none",
     )
-    username: str | None = None
+    username: str | None = Field(
+        default=None,
+        description=(
+            "login (if set; the password is a secret, also `password_file` / "
+            "`NEWSWATCH_NOTIFIER_SMTP_PASSWORD_FILE`), the From: address, and the session "
+            "timeout"
+        ),
+    )
     password: SecretStr | None = Field(default=None, description="SMTP password (secret; also password_file)")
     sender: str = Field(default="newswatch@localhost", description="From: address of alert emails")
     ca_file: Path | None = Field(
-        default=None, description="CA bundle that signs the server's certificate (default: the system's)"
+        default=None,
+        description=(
+            "a CA bundle to verify the SMTP server's certificate with (`starttls`/`tls`), "
+            "e.g. a private CA; default: the system's CAs"
+        ),
     )
-    timeout: Duration = Field(default=30.0, gt=0)
+    timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "login (if set; the password is a secret, also `password_file` / "
+            "`NEWSWATCH_NOTIFIER_SMTP_PASSWORD_FILE`), the From: address, and the session "
+            "timeout"
+        ),
+    )
 
     @model_validator(mode="after")
     def _no_password_in_clear(self) -> Self:
@@ -463,34 +644,58 @@ class NotifierSettings(_Frozen):
     max_age: Duration = Field(
         default=86_400.0,
         gt=0,
-        description="the retry budget: a delivery still undelivered this long after it was queued is "
-        "abandoned (expired)",
+        description=(
+            "the retry budget: a delivery still undelivered this long after it was queued is "
+            "abandoned (`expired`); its last attempt is made at the end of the budget"
+        ),
     )
     max_attempts: int | None = Field(
         default=None,
         ge=1,
         le=1_000,
-        description="an extra bound on attempts per delivery (none: only max_age bounds the retries)",
+        description=(
+            "an extra bound on attempts per delivery (off by default: only `max_age` bounds the retries)"
+        ),
     )
     retry_backoff: Duration = Field(
         default=1.0, ge=0, description="first retry delay, doubled per try (jittered)"
     )
     retry_backoff_max: Duration = Field(default=300.0, ge=0, description="longest wait between two attempts")
-    senders: int = Field(default=16, ge=1, le=256, description="sends in flight at once, in all (threads)")
+    senders: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description=(
+            "sends in flight at once, in all (webhooks on one async client with kept-alive "
+            "connections; email and Apprise in threads)"
+        ),
+    )
     per_destination: int = Field(
         default=4,
         ge=1,
         le=1024,
-        description="sends in flight at once to one destination (a webhook host, the SMTP server)",
+        description=(
+            "sends in flight at once to one destination (a webhook's host and port, the SMTP "
+            "server, an Apprise service): a slow receiver holds its own slots, never the "
+            "others'"
+        ),
     )
     circuit_failures: int = Field(
         default=5,
         ge=1,
         le=1_000,
-        description="transient failures in a row that make a destination's deliveries wait for a probe",
+        description=(
+            "transient failures in a row that make a destination's deliveries wait for one "
+            "probe instead of each being tried (`newswatch_notifier_destination_state`)"
+        ),
     )
     topics_check: Duration = Field(
-        default=60.0, ge=1.0, description="how often newswatch.topics is checked against the stored topics"
+        default=60.0,
+        ge=1.0,
+        description=(
+            "how often the notifier reads `newswatch.topics` back and publishes again the "
+            "stored topics it no longer holds (a broker that lost its data)"
+        ),
     )
     max_request_bytes: int = Field(
         default=1_048_576, ge=1_024, description="largest API request body (a bigger one is a 413)"
@@ -513,9 +718,14 @@ class NotifierSettings(_Frozen):
     confirm_within: Duration = Field(
         default=48 * 3600.0,
         ge=600.0,
-        description="how long the link that confirms an email subscription works (double opt-in)",
+        description=(
+            "how long the link that confirms an email subscription works (double opt-in); "
+            "unconfirmed, the subscription stays `pending` and gets nothing"
+        ),
     )
-    feed_items: int = Field(default=50, ge=1, le=500, description="entries in a subscription's alert feed")
+    feed_items: int = Field(
+        default=50, ge=1, le=500, description="entries in a subscription's Atom / JSON alert feed"
+    )
     max_subscriptions_per_owner: int = Field(
         default=200, ge=1, description="subscriptions one owner may have"
     )
@@ -533,20 +743,43 @@ class NotifierSettings(_Frozen):
 class Config(_Frozen):
     kafka: KafkaSettings = KafkaSettings()
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
-        default=(), description="private/loopback networks that feeds and webhooks may target"
+        default=(),
+        description=(
+            "networks (CIDR) that feeds and webhooks may reach even though they are not "
+            "public. Loopback, private, link-local (cloud metadata), multicast and reserved "
+            "addresses are refused otherwise. newswatch resolves each host itself and "
+            "connects to exactly the address it checked, for every connection, redirects "
+            "included, so DNS rebinding cannot slip past."
+        ),
     )
-    state_dir: Path = Field(default=Path(".newswatch"), description="where services keep local state")
+    state_dir: Path = Field(
+        default=Path(".newswatch"),
+        description=(
+            "local state: `fetcher.sqlite3` (seen items, validators), `notifier.sqlite3` "
+            "(topics, subscriptions, tokens, outbox and delivery log, dedup index, digest "
+            "queue), `bootstrap` (written by `up`)"
+        ),
+    )
     database_url: SecretStr | None = Field(
         default=None,
-        description="PostgreSQL URL for shared state; absent: a SQLite file per service in state_dir",
+        description=(
+            "PostgreSQL URL (`postgresql://user:pass@host/db`) for the fetcher's and the "
+            "notifier's state, so that replicas share it (several notifiers then split the "
+            "outbox: rows are claimed with `FOR UPDATE SKIP LOCKED`). If absent, SQLite files "
+            "in `state_dir` are used. The same tests run on both. Schema changes are numbered "
+            "steps recorded in `newswatch_migrations` and applied at start-up under a lock. "
+            "Also `NEWSWATCH_DATABASE_URL`."
+        ),
     )
     stop_grace: Duration = Field(
         default=20.0,
         ge=1.0,
         le=3600.0,
         description=(
-            "after SIGTERM or SIGINT, how long a service may take to finish its work in flight;"
-            " then it exits anyway, leaving that work uncommitted (redelivered)"
+            "after SIGTERM or Ctrl-C, how long a service may take to finish its work in "
+            "flight before it exits anyway (status 124, logging where it was stuck); keep it "
+            "below the platform's grace period (compose `stop_grace_period`, Kubernetes "
+            "`terminationGracePeriodSeconds`)"
         ),
     )
     http: HttpSettings = HttpSettings()

@@ -4,7 +4,7 @@ Every request carries ``webhook-id`` (the alert or digest id: the same on every 
 receivers dedup on it), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
 (``v1,`` + base64 HMAC-SHA256 over ``{id}.{timestamp}.{body}`` with the subscription's
 secret, the bytes after ``whsec_`` base64-decoded), as the Standard Webhooks spec
-defines; README shows how to verify. httpx errors become DeliveryError here.
+defines; docs/alerts.md shows how to verify. httpx errors become DeliveryError here.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from newswatch.matcher.text import WORD, doc_forms
 from newswatch.matcher.topics import Compiler, TopicSet
 from tests.support import oracle
 
-README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).parents[2] / "docs" / "queries.md").read_text(encoding="utf-8")
 STARTER = Compiler(build_table())
 
 

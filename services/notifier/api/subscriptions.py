@@ -169,11 +169,13 @@ def feed_urls(ctx: ApiContext, sub: Subscription) -> dict[str, str]:
 
 @router.get("/subscriptions")
 def list_subscriptions(who: Caller, ctx: Context) -> list[dict[str, Any]]:
+    """The caller's subscriptions (without secrets), each with its ``status``."""
     return [view(s) for s in ctx.db.catalog.subscriptions(owner=who.owner)]
 
 
 @router.get("/subscriptions/{subscription_id}")
 def get_subscription(subscription_id: SubscriptionId, who: Caller, ctx: Context) -> dict[str, Any]:
+    """One of the caller's subscriptions; another owner's is a 404."""
     return view(owned(ctx, subscription_id, who.owner))
 
 
@@ -200,6 +202,7 @@ def create_subscription(body: SubscriptionConfig, who: Caller, ctx: Context) -> 
 def put_subscription(
     subscription_id: SubscriptionId, body: SubscriptionConfig, who: Caller, ctx: Context
 ) -> dict[str, Any]:
+    """Creates or replaces a subscription (the path's id); a new or changed email address is ``pending`` until it confirms."""
     if body.id != subscription_id:
         raise unprocessable(["body", "id"], f"id {body.id!r} differs from the path's {subscription_id!r}")
     existing = ctx.db.catalog.subscription(subscription_id)

@@ -49,5 +49,6 @@ def create_token(body: TokenIn, who: Admin, ctx: Context) -> dict[str, Any]:
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")], who: Admin, ctx: Context) -> None:
+    """Revokes a token by its id; its sessions in the web app end with it."""
     if not ctx.db.tokens.revoke(token_id):
         raise HTTPException(404, f"no token {token_id!r} (or it was revoked already)")

@@ -83,11 +83,13 @@ def topics_with_activity(ctx: ApiContext) -> list[TopicOut]:
 
 @router.get("/topics", response_model=list[TopicOut])
 def list_topics(who: Caller, ctx: Context) -> list[TopicOut]:
+    """Every topic (visible to all), with its matches in the last 24 h and its last match."""
     return topics_with_activity(ctx)
 
 
 @router.get("/topics/{topic_id}", response_model=TopicOut)
 def get_topic(topic_id: TopicId, who: Caller, ctx: Context) -> TopicOut:
+    """One topic, with its matches in the last 24 h and its last match."""
     found = next((t for t in topics_with_activity(ctx) if t.id == topic_id), None)
     if found is None:
         raise HTTPException(404, f"no topic {topic_id!r}")

@@ -75,6 +75,7 @@ def _start_session(ctx: ApiContext, token_id: str, goto: str) -> RedirectRespons
 def signin_page(
     request: Request, visitor: MaybeVisitor, next: Annotated[str | None, Query(max_length=200)] = None
 ) -> Response:
+    """Sign in: with a token, or by a link mailed to the token's address."""
     if visitor is not None:
         return _see(_next(next))
     return page(request, "signin.html.j2", None, goto=_next(next))
@@ -155,6 +156,7 @@ _EXPIRED = "That sign-in link was used already or has expired. Ask for a new one
 
 @router.post("/signin/{secret}")
 def signin_by_link(request: Request, ctx: Context, secret: str) -> Response:
+    """Spends a mailed sign-in link (once, before it expires) and starts a session."""
     token_id = ctx.db.links.redeem("signin", secret) if len(secret) < 100 else None
     who = ctx.db.tokens.by_id(token_id) if token_id else None
     if who is None:
@@ -167,6 +169,7 @@ def signin_by_link(request: Request, ctx: Context, secret: str) -> Response:
 
 @router.post("/signout")
 def signout(visitor: Checked, ctx: Context) -> Response:
+    """Ends the session on the server and drops the cookie."""
     ctx.db.sessions.end(visitor.cookie)
     ctx.count("signout")
     response = _see("/app/signin")
@@ -179,6 +182,7 @@ def signout(visitor: Checked, ctx: Context) -> Response:
 
 @router.get("/topics", response_class=HTMLResponse)
 def topics_page(request: Request, visitor: SignedIn, ctx: Context) -> Response:
+    """Topics with their query, matches in the last 24 h and last match."""
     topics = topics_api.topics_with_activity(ctx)
     mine = {t for s in ctx.db.catalog.subscriptions(visitor.who.owner) for t in s.spec.topics}
     return page(request, "topics.html.j2", visitor, topics=topics, subscribed=mine)
@@ -186,11 +190,13 @@ def topics_page(request: Request, visitor: SignedIn, ctx: Context) -> Response:
 
 @router.get("/topics/new", response_class=HTMLResponse)
 def new_topic_page(request: Request, visitor: SignedIn) -> Response:
+    """A new topic (admins) or a query to try (subscribers), with the live preview."""
     return page(request, "topic_form.html.j2", visitor, topic_id="", query="", editing=False, preview=None)
 
 
 @router.get("/topics/{topic_id}/edit", response_class=HTMLResponse)
 def edit_topic_page(request: Request, visitor: SignedIn, ctx: Context, topic_id: str) -> Response:
+    """A topic's query with its preview over recent items."""
     found = ctx.db.catalog.topic(topic_id)
     if found is None:
         raise HTTPException(404, f"no topic {topic_id!r}")
@@ -292,6 +298,7 @@ def subscriptions_page(
     ctx: Context,
     note: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
+    """The owner's subscriptions: status, channel, rhythm, feeds and actions."""
     mine = ctx.db.catalog.subscriptions(visitor.who.owner)
     feeds = {s.id: subs_api.feed_urls(ctx, s) for s in mine}
     return page(
@@ -312,6 +319,7 @@ def new_subscription_page(
     ctx: Context,
     topic: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
+    """The subscription form (``?topic=`` preselects topics)."""
     return _form_page(request, visitor, ctx, SubscriptionForm(topics=list(topic or [])), editing=False)
 
 
@@ -319,12 +327,14 @@ def new_subscription_page(
 def edit_subscription_page(
     request: Request, visitor: SignedIn, ctx: Context, subscription_id: str
 ) -> Response:
+    """The subscription form, filled in."""
     sub = subs_api.owned(ctx, subscription_id, visitor.who.owner)
     return _form_page(request, visitor, ctx, SubscriptionForm.from_spec(sub.spec), editing=True)
 
 
 @router.post("/subscriptions", response_class=HTMLResponse)
 async def save_subscription(request: Request, visitor: Checked, ctx: Context) -> Response:
+    """Saves the form; every wrong field is named at once (422)."""
     data = await request.form()
     values = {k: str(v) for k, v in data.items() if isinstance(v, str)}
     topics = [str(t) for t in data.getlist("topics")]
@@ -365,6 +375,7 @@ def _save_subscription(ctx: ApiContext, visitor: Visitor, spec: Any, editing: bo
 
 @router.post("/subscriptions/{subscription_id}/{action}", response_class=HTMLResponse)
 async def subscription_action(visitor: Checked, ctx: Context, subscription_id: str, action: str) -> Response:
+    """``pause``, ``resume``, ``test``, ``delete`` or ``rotate-feeds`` a subscription."""
     sub = subs_api.owned(ctx, subscription_id, visitor.who.owner)
     note = await asyncio.to_thread(_act, ctx, sub, action)
     return _see(f"/app/subscriptions?note={quote(note)}")
@@ -419,6 +430,7 @@ def alerts_page(
     until: Annotated[str | None, Query(max_length=10)] = None,
     subscription: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
+    """The alert history (delivery log) with filters, and the live view of new alerts."""
     if subscription:
         subs_api.owned(ctx, subscription, visitor.who.owner)
     rows = ctx.db.outbox.deliveries(

@@ -31,6 +31,7 @@ _TOKEN_MAX = 100
 
 @router.get("/")
 def home(visitor: MaybeVisitor) -> Response:
+    """Sends a visitor to the topics page, or to sign in."""
     return RedirectResponse("/app/topics" if visitor else "/app/signin", status_code=303)
 
 
@@ -91,11 +92,13 @@ def _feed_answer(request: Request, ctx: ApiContext, token: str, kind: str) -> Re
 
 @router.get("/feeds/{token}.atom")
 def atom_feed(request: Request, ctx: Context, token: str) -> Response:
+    """A subscription's alerts as Atom (the token is the feed's own, revocable)."""
     return _feed_answer(request, ctx, token, "atom")
 
 
 @router.get("/feeds/{token}.json")
 def json_feed_route(request: Request, ctx: Context, token: str) -> Response:
+    """A subscription's alerts as JSON Feed 1.1 (the same entries and ids as the Atom feed)."""
     return _feed_answer(request, ctx, token, "json")
 
 
@@ -104,6 +107,7 @@ def json_feed_route(request: Request, ctx: Context, token: str) -> Response:
 
 @router.get("/u/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, ctx: Context, token: str) -> Response:
+    """The unsubscribe link of an alert email: a page with a button (a link scanner unsubscribes nobody)."""
     subscription_id = (
         ctx.db.capabilities.subscription("unsubscribe", token) if len(token) < _TOKEN_MAX else None
     )
@@ -147,6 +151,7 @@ def unsubscribe(request: Request, ctx: Context, token: str) -> Response:
 
 @router.get("/confirm/{secret}", response_class=HTMLResponse)
 def confirm_page(request: Request, ctx: Context, secret: str) -> Response:
+    """The link that confirms an email subscription: a page with a button."""
     subscription_id = ctx.db.links.peek("confirm", secret) if len(secret) < _TOKEN_MAX else None
     sub = ctx.db.catalog.subscription(subscription_id) if subscription_id else None
     if sub is None:
@@ -162,6 +167,7 @@ _STALE = (
 
 @router.post("/confirm/{secret}", response_class=HTMLResponse)
 def confirm(request: Request, ctx: Context, secret: str) -> Response:
+    """Confirms the subscription (double opt-in): alerts start; the link works once."""
     subscription_id = ctx.db.links.redeem("confirm", secret) if len(secret) < _TOKEN_MAX else None
     sub = ctx.db.catalog.subscription(subscription_id) if subscription_id else None
     if sub is None:
