@@ -34,6 +34,9 @@ if need promtool prometheus; then
     promtool check rules deploy/prometheus/rules/*.yml
     promtool test rules deploy/prometheus/tests/*.yml
 fi
+if need amtool prometheus-alertmanager; then
+    amtool check-config deploy/alertmanager/alertmanager.yml
+fi
 if need kubectl kubernetes-client; then
     rendered=$(mktemp -d)
     trap 'rm -rf "$rendered"' EXIT

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from newswatch.demo.feed_server import FeedServer, demo_entries
-from newswatch.demo.receiver import WebhookReceiver, format_alert
+from newswatch.demo.receiver import WebhookReceiver, format_alert, format_operator_alert, is_alertmanager
 
 
 def serve_demo_feeds(
@@ -22,12 +22,14 @@ def serve_demo_feeds(
     out: TextIO = sys.stdout,
     started: threading.Event | None = None,
 ) -> None:
-    """Serves /world.xml, /tech.xml, /sport.xml and prints each alert POSTed to /hook."""
+    """Serves /world.xml, /tech.xml, /sport.xml and prints each alert POSTed to /hook: the
+    notifier's, and the compose stack's Alertmanager notifications (operator alerts)."""
     lock = threading.Lock()
 
     def on_alert(_headers: dict[str, str], body: dict[str, Any]) -> None:
         with lock:
-            out.write("\n" + format_alert(body) + "\n")
+            text = format_operator_alert(body) if is_alertmanager(body) else format_alert(body)
+            out.write("\n" + text + "\n")
             out.flush()
 
     feeds = FeedServer(host, feed_port).start()

@@ -58,6 +58,23 @@ class WebhookReceiver:
         self._httpd.server_close()
 
 
+def is_alertmanager(body: dict[str, Any]) -> bool:
+    """Whether ``body`` is an Alertmanager webhook notification (an operator alert)."""
+    return isinstance(body.get("alerts"), list) and "receiver" in body and "groupKey" in body
+
+
+def format_operator_alert(body: dict[str, Any]) -> str:
+    """An Alertmanager notification (the compose stack's rules) as lines for a terminal."""
+    lines = []
+    for alert in body.get("alerts", []):
+        labels, notes = alert.get("labels", {}), alert.get("annotations", {})
+        lines.append(
+            f"🚨 OPERATOR ALERT ({alert.get('status', body.get('status', '?'))}) "
+            f"{labels.get('alertname', '?')} [{labels.get('severity', '?')}]: {notes.get('summary', '')}"
+        )
+    return "\n".join(lines)
+
+
 def format_alert(body: dict[str, Any], color: bool = False) -> str:
     """An alert (or each alert of a digest) as a person reads it in a terminal: topic,
     title, source, link, why, and who else reported the story."""

@@ -139,3 +139,28 @@ def test_platform_grace_periods_exceed_the_services_stop_grace() -> None:
             if doc and doc.get("kind") in ("Deployment", "StatefulSet")
         )
         assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= grace + KILL_MARGIN
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/prod"])
+def test_each_fetcher_pod_knows_its_index_and_the_replica_count(overlay: str) -> None:
+    """The fetcher StatefulSet gives each pod its ordinal as fetcher.replica, and
+    fetcher.replicas equals the StatefulSet's replicas (else feeds go unpolled or twice)."""
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "base" / "fetcher.yaml").read_text()))
+    (statefulset,) = [d for d in docs if d and d["kind"] == "StatefulSet"]
+    env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NEWSWATCH_FETCHER_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    replicas, count = statefulset["spec"]["replicas"], env["NEWSWATCH_FETCHER_REPLICAS"]["value"]
+    if overlay != "base":
+        kustomization = yaml.safe_load((DEPLOY / "k8s" / overlay / "kustomization.yaml").read_text())
+        replicas = next(r["count"] for r in kustomization["replicas"] if r["name"] == "newswatch-fetcher")
+        patch = next(p for p in kustomization["patches"] if p["target"].get("name") == "newswatch-fetcher")
+        (operation,) = yaml.safe_load(patch["patch"])
+        names = list(env)
+        assert (
+            operation["path"]
+            == f"/spec/template/spec/containers/0/env/{names.index('NEWSWATCH_FETCHER_REPLICAS')}/value"
+        )
+        count = operation["value"]
+    assert int(count) == replicas

@@ -283,7 +283,25 @@ def test_demo_feeds_serve_feeds_and_print_posted_alerts() -> None:
         assert "<rss" in feed and "http://demo:8080/" in feed  # links as the fetcher will see them
         body = alert_body("a1", "demo", MATCH, view(MATCH, []), NOW)
         assert httpx.post(f"http://127.0.0.1:{hook_port}/hook", json=body, timeout=5).status_code == 204
+        operator = {  # what Alertmanager (deploy/alertmanager) posts for a firing rule
+            "version": "4",
+            "groupKey": '{}:{alertname="NewswatchServiceDown"}',
+            "receiver": "demo-printer",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "NewswatchServiceDown", "severity": "critical"},
+                    "annotations": {"summary": "newswatch matcher on matcher:9302 is not answering scrapes"},
+                }
+            ],
+        }
+        assert httpx.post(f"http://127.0.0.1:{hook_port}/hook", json=operator, timeout=5).status_code == 204
     finally:
         stop.set()
         runner.join(timeout=10)
     assert "ALERT [nk-ukraine]" in out.getvalue() and "NATO chief worried" in out.getvalue()
+    assert (
+        "🚨 OPERATOR ALERT (firing) NewswatchServiceDown [critical]: newswatch matcher on matcher:9302"
+        in out.getvalue()
+    )
