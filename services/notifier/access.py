@@ -15,7 +15,6 @@ single-use links mailed to them, and the capability URLs of a subscription.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from newswatch.notifier.schema import CAPABILITIES, LINKS, SESSIONS
+from newswatch.notifier.tokens import token_hash
 from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.db import transaction
 
@@ -30,8 +30,7 @@ LINK_KINDS = ("signin", "confirm")
 CAPABILITY_KINDS = ("feed", "unsubscribe")
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+_digest = token_hash  # secrets are stored hashed, as tokens are: a dump grants nothing
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,21 @@ class Hit:
 
     def segments(self) -> list[tuple[str, bool]]:
         """The reason's snippet as (text, is a hit) runs, for a template to mark up safely."""
-        out: list[tuple[str, bool]] = []
-        last = 0
-        snippet = self.reason.snippet
-        for start, end in self.reason.highlights:
-            if start > last:
-                out.append((snippet[last:start], False))
-            out.append((snippet[start:end], True))
-            last = end
-        if last < len(snippet):
-            out.append((snippet[last:], False))
-        return out
+        return segments(self.reason.snippet, self.reason.highlights)
+
+
+def segments(snippet: str, highlights: Sequence[Sequence[int]]) -> list[tuple[str, bool]]:
+    """``snippet`` cut at the ``highlights`` spans into (text, is a hit) runs."""
+    out: list[tuple[str, bool]] = []
+    last = 0
+    for start, end in highlights:
+        if start > last:
+            out.append((snippet[last:start], False))
+        out.append((snippet[start:end], True))
+        last = end
+    if last < len(snippet):
+        out.append((snippet[last:], False))
+    return out
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ from newswatch.shared.processes import free_port
 from tests.support.hooks import HookServer
 from tests.support.notifier import SmtpSink
 from tests.support.pipeline import write_config
-from tests.support.procs import ServiceProcess, http_ok
+from tests.support.procs import ServiceProcess, cli_token, http_ok
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -117,27 +115,7 @@ def stack(tmp_path: Path, kafka_settings: KafkaSettings) -> Iterator[Stack]:
     )
     env = {"NEWSWATCH_KAFKA_BOOTSTRAP": broker.bootstrap}
     ensure_topics(broker.bootstrap, kafka_settings, ALL_TOPICS)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "newswatch",
-            "tokens",
-            "create",
-            "--owner",
-            "desk",
-            "--role",
-            "admin",
-            "--email",
-            EDITOR,
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, **env},
-    )
+    cli_token(config, "desk", "--role", "admin", "--email", EDITOR, env=env)
     processes = [
         ServiceProcess(
             "notifier",
@@ -389,25 +367,7 @@ def test_alert_feeds_validate_and_answer_304_and_404(stack: Stack) -> None:
 
     from tests.support.jsonfeed import JSON_FEED_SCHEMA
 
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "newswatch",
-            "tokens",
-            "create",
-            "--owner",
-            "ops",
-            "--role",
-            "admin",
-            "--config",
-            str(stack.config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.strip()
+    token = cli_token(stack.config, "ops", "--role", "admin")
     api = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     hook = HookServer().start()
     try:

@@ -6,8 +6,6 @@ reason and visible in ``GET /deliveries``, and the API answers with a CLI-made t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from tests.support.hooks import HookServer
 from tests.support.kafka import read_records
 from tests.support.notifier import SmtpSink, make_match
 from tests.support.pipeline import write_config
-from tests.support.procs import ServiceProcess, http_ok, metric_value
+from tests.support.procs import ServiceProcess, cli_token, http_ok, metric_value
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -77,23 +75,7 @@ def test_notifier_process_alerts_once_per_story_and_logs_failures(
         matches = [make_match(i, t, LEDE, source=s, host=f"{s.lower()}.example") for i, t, s in SYNDICATED]
         publisher.publish([Record(MATCHES, "nk", encode(m)) for m in matches])
         wait_for(lambda: len(hook.delivered()) >= 1 and len(smtp.received()) >= 1, 60, what="the alerts")
-        token = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "newswatch",
-                "tokens",
-                "create",
-                "--owner",
-                "config",
-                "--config",
-                str(config_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout.strip()
+        token = cli_token(config_path, "config")
         auth = {"Authorization": f"Bearer {token}"}
         api = f"http://127.0.0.1:{api_port}"
 

@@ -139,3 +139,26 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def cli_token(config: Path, owner: str, *options: str, env: dict[str, str] | None = None) -> str:
+    """A token made by `newswatch tokens create` (the CLI an operator runs), as it prints it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "newswatch",
+            "tokens",
+            "create",
+            "--owner",
+            owner,
+            *options,
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **(env or {})},
+    ).stdout.strip()

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from newswatch.notifier.api.context import ApiContext, Context
 from newswatch.notifier.api.subscriptions import address
-from newswatch.notifier.model import alert_id_for, channel_kind, payload_matches
+from newswatch.notifier.model import Subscription, alert_id_for, channel_kind, payload_matches
 from newswatch.notifier.render import web_url
 from newswatch.notifier.web.feeds import Feed, FeedEntry, atom, json_feed
 from newswatch.notifier.web.render import page
@@ -27,6 +27,12 @@ from newswatch.notifier.web.session import MaybeVisitor
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 _TOKEN_MAX = 100
+
+
+def _held_by(ctx: ApiContext, kind: str, token: str) -> Subscription | None:
+    """The subscription a capability token (a feed's, an unsubscribe link's) stands for."""
+    subscription_id = ctx.db.capabilities.subscription(kind, token) if len(token) < _TOKEN_MAX else None
+    return ctx.db.catalog.subscription(subscription_id) if subscription_id else None
 
 
 @router.get("/")
@@ -39,8 +45,7 @@ def home(visitor: MaybeVisitor) -> Response:
 
 
 def _feed(ctx: ApiContext, token: str) -> Feed | None:
-    subscription_id = ctx.db.capabilities.subscription("feed", token) if len(token) < _TOKEN_MAX else None
-    sub = ctx.db.catalog.subscription(subscription_id) if subscription_id else None
+    sub = _held_by(ctx, "feed", token)
     if sub is None:
         return None
     rows = ctx.db.outbox.deliveries(subscription_id=sub.id, limit=ctx.config.notifier.feed_items)
@@ -108,10 +113,7 @@ def json_feed_route(request: Request, ctx: Context, token: str) -> Response:
 @router.get("/u/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, ctx: Context, token: str) -> Response:
     """The unsubscribe link of an alert email: a page with a button (a link scanner unsubscribes nobody)."""
-    subscription_id = (
-        ctx.db.capabilities.subscription("unsubscribe", token) if len(token) < _TOKEN_MAX else None
-    )
-    sub = ctx.db.catalog.subscription(subscription_id) if subscription_id else None
+    sub = _held_by(ctx, "unsubscribe", token)
     if sub is None:
         return page(request, "notice.html.j2", None, status_code=404, title="Unknown link", text=_GONE)
     if sub.status == "unsubscribed":
@@ -132,10 +134,7 @@ def _topics(sub: object) -> str:
 @router.post("/u/{token}", response_class=HTMLResponse)
 def unsubscribe(request: Request, ctx: Context, token: str) -> Response:
     """One click (RFC 8058): no sign-in, no CSRF secret; the token is the permission."""
-    subscription_id = (
-        ctx.db.capabilities.subscription("unsubscribe", token) if len(token) < _TOKEN_MAX else None
-    )
-    sub = ctx.db.catalog.subscription(subscription_id) if subscription_id else None
+    sub = _held_by(ctx, "unsubscribe", token)
     if sub is None:
         return page(request, "notice.html.j2", None, status_code=404, title="Unknown link", text=_GONE)
     if sub.status != "unsubscribed":

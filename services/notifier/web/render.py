@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from newswatch import __version__
+from newswatch.notifier.preview import segments
 from newswatch.notifier.render import web_url
 from newswatch.notifier.web.session import Visitor
 
@@ -30,18 +31,8 @@ def _when(value: float | datetime | None) -> str:
 
 
 def _segments(why: dict[str, Any]) -> list[tuple[str, bool]]:
-    """A reason's snippet as (text, is a hit) runs (``preview.Hit.segments`` for a dict)."""
-    snippet = str(why.get("snippet", ""))
-    out: list[tuple[str, bool]] = []
-    last = 0
-    for start, end in why.get("highlights", []):
-        if start > last:
-            out.append((snippet[last:start], False))
-        out.append((snippet[start:end], True))
-        last = end
-    if last < len(snippet):
-        out.append((snippet[last:], False))
-    return out
+    """A reason's snippet as (text, is a hit) runs (``preview.segments`` for a reason as JSON)."""
+    return segments(str(why.get("snippet", "")), why.get("highlights", []))
 
 
 templates.env.filters["when"] = _when
