@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet '.[dev]'
+	$(BIN)/pip install --quiet '.[all,dev]'
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)

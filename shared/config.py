@@ -110,7 +110,10 @@ def check_channel_url(value: str) -> str:
 
 
 def _apprise_accepts(url: str) -> bool:
-    import apprise  # noqa: PLC0415 - here, not at the top: only configs with chat subscriptions pay for it
+    try:
+        import apprise  # noqa: PLC0415 - here, not at the top: only configs with chat subscriptions pay for it
+    except ImportError:  # a fetcher or matcher image (no notifier extra): the notifier checks it
+        return True
 
     from newswatch.shared.netguard import apprise_refusal  # noqa: PLC0415 - it imports Apprise too
 
