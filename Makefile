@@ -54,7 +54,7 @@ browser:
 
 # Tests start what they need themselves (the broker on a free port, HTTP servers on 127.0.0.1).
 test: lint lint-deploy browser
-	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not chaos" --durations=15 $(PYTEST_ARGS)
 
 # Rewrites the generated parts of docs/reference (settings, commands, routes, metrics) from the
 # code; tests/unit/test_docs.py fails while they differ.
