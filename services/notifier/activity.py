@@ -1,6 +1,6 @@
 """Matches per topic and hour: what the web app shows as a topic's last 24 hours and last
 match. Every notifier replica sees every match of its partitions, so the counts add up
-across replicas; one upsert per topic per batch, rows older than ``KEEP_HOURS`` pruned."""
+across replicas; one upsert per topic per batch; rows older than ``KEEP_HOURS`` pruned by ``prune``."""
 
 from __future__ import annotations
 
@@ -51,7 +51,12 @@ class Activity:
                     .where(TOPIC_HOURS.c.topic_id == topic_id, TOPIC_HOURS.c.hour == hour)
                     .values(matches=TOPIC_HOURS.c.matches + count, last_at=now)
                 )
-            conn.execute(TOPIC_HOURS.delete().where(TOPIC_HOURS.c.hour < hour - KEEP_HOURS))
+
+    def prune(self) -> int:
+        """Forgets hours older than ``KEEP_HOURS`` (the sender's housekeeping, not every batch)."""
+        oldest = int(self._clock.time() // 3600) - KEEP_HOURS
+        with transaction(self._engine, "pruning topic activity") as conn:
+            return int(conn.execute(TOPIC_HOURS.delete().where(TOPIC_HOURS.c.hour < oldest)).rowcount or 0)
 
     def summary(self) -> dict[str, TopicActivity]:
         """Per topic: matches in the last 24 hours and the time of the last match."""

@@ -151,7 +151,9 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
         subscriptions=routes.subscription,
         wake=wake.set,
     )
-    sender = SenderLoop(dispatcher, stop, wake, housekeeping=(db.sessions.prune, db.links.prune))
+    sender = SenderLoop(
+        dispatcher, stop, wake, housekeeping=(db.sessions.prune, db.links.prune, db.activity.prune)
+    )
     api = None
     consumer = None
     try:

@@ -228,3 +228,24 @@ def test_routing_finds_the_nearest_story_within_the_distance_only(db_url: str) -
             assert set(tx.stories("near", ["s", "other"])) == {"s"}
     finally:
         db.close()
+
+
+def test_topic_activity_counts_per_hour_and_forgets_old_hours(db_url: str) -> None:
+    """The topics page's "matches in 24 h" and "last match", from two replicas' counts."""
+    clock = ManualClock(1_800_000_000.0)
+    db = NotifierDb(make_engine(db_url), clock)
+    other = NotifierDb(make_engine(db_url), clock)  # a second replica on the same database
+    db.activity.record(["nk", "nk", "heat"])
+    other.activity.record(["nk"])
+    clock.advance(3600)
+    db.activity.record(["nk"])
+    summary = db.activity.summary()
+    assert summary["nk"].matches_24h == 4 and summary["nk"].last_match_at == clock.time()
+    assert summary["heat"].matches_24h == 1 and summary["heat"].last_match_at == clock.time() - 3600
+    clock.advance(23 * 3600)  # the first hour leaves the 24-hour window, not the table
+    assert db.activity.summary()["nk"].matches_24h == 1 and db.activity.prune() == 0
+    clock.advance(48 * 3600)
+    assert db.activity.prune() == 3  # (nk, heat) of the first hour and nk of the second
+    assert db.activity.summary() == {}
+    other.close()
+    db.close()
