@@ -451,6 +451,47 @@ class SubscriptionConfig(_Frozen):
         return value
 
 
+class WebSubSettings(_Frozen):
+    """Push delivery from WebSub hubs (https://www.w3.org/TR/websub/); off while ``public_url`` is unset."""
+
+    public_url: HttpUrlText | None = Field(
+        default=None,
+        description=(
+            "where hubs reach this fetcher's HTTP port (its `/websub/` callbacks), e.g. "
+            "`https://fetcher.example.org`; `{replica}` is replaced by the replica index. "
+            "Absent: WebSub is off and every feed is polled"
+        ),
+    )
+    lease: Duration = Field(
+        default=10 * 86400.0,
+        ge=60.0,
+        description="lease asked of hubs (`hub.lease_seconds`); the hub decides",
+    )
+    renew_before: Duration = Field(
+        default=3600.0,
+        gt=0,
+        description="a subscription is renewed this long before its lease ends (at most half the lease)",
+    )
+    poll_interval: Duration = Field(
+        default=6 * 3600.0,
+        ge=1.0,
+        description=(
+            "while push is verified, the feed is still polled at least this far apart, as a safety "
+            "net; unverified, denied, expired or silent push falls back to the normal schedule"
+        ),
+    )
+    verify_timeout: Duration = Field(
+        default=300.0,
+        gt=0,
+        description="a request the hub has not verified within this is counted failed and retried",
+    )
+    retry: Duration = Field(
+        default=600.0,
+        gt=0,
+        description="first wait after a refused, failed or denied request; doubles per failure, up to a day",
+    )
+
+
 class FetcherSettings(_Frozen):
     concurrency: int = Field(
         default=64,
@@ -535,11 +576,18 @@ class FetcherSettings(_Frozen):
     url_dedup_window: Duration = Field(
         default=7 * 86400.0, gt=0, description="how long a published canonical URL is remembered across feeds"
     )
+    websub: WebSubSettings = WebSubSettings()
 
     @model_validator(mode="after")
     def _replica_in_range(self) -> Self:
         if self.replica >= self.replicas:
             raise ValueError(f"replica must be below replicas ({self.replicas}), got {self.replica}")
+        public = self.websub.public_url
+        if public and self.replicas > 1 and "{replica}" not in public:
+            raise ValueError(
+                "websub.public_url must contain {replica} when replicas > 1: a hub must reach "
+                "the replica that polls the feed"
+            )
         return self
 
     @model_validator(mode="before")

@@ -76,8 +76,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The fault-injection scenarios' alert counts (tests/chaos), one line per scenario run."""
+    """The fault-injection scenarios' alert counts (tests/chaos), one line per scenario run,
+    and the figures tests measured on the way (tests/support/measured)."""
     from tests.support.chaos import report_lines
+    from tests.support.measured import MEASURED
+
+    if MEASURED:
+        terminalreporter.section("measurements")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
 
     lines = report_lines()
     if lines:

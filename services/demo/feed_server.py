@@ -51,6 +51,7 @@ class FeedServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._lock = threading.Lock()
         self._feeds: dict[str, tuple[str, list[FeedEntry]]] = {}
+        self._hubs: dict[str, str] = {}  # path → the WebSub hub it advertises
         self.requests = 0
         server = self
 
@@ -72,6 +73,11 @@ class FeedServer:
                 self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", etag)
+                hub = server._hubs.get(self.path.split("?", 1)[0])
+                if hub:
+                    self.send_header(
+                        "Link", f'<{hub}>; rel="hub", <{server.base_url}{self.path}>; rel="self"'
+                    )
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -90,6 +96,11 @@ class FeedServer:
     def set_feed(self, path: str, title: str, entries: list[FeedEntry]) -> None:
         with self._lock:
             self._feeds[path] = (title, list(entries))
+
+    def advertise_hub(self, path: str, hub: str) -> None:
+        """Serve ``path`` with WebSub Link headers (rel=hub, rel=self), as a publisher using ``hub``."""
+        with self._lock:
+            self._hubs[path] = hub
 
     def add_entry(self, path: str, entry: FeedEntry) -> None:
         with self._lock:

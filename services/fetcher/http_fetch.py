@@ -32,8 +32,8 @@ class Validators:
 
 #: Response headers feedparser uses (encoding, base URL, language).
 PARSER_HEADERS = ("content-type", "content-location", "content-language")
-#: Response headers the scheduler uses.
-SCHEDULE_HEADERS = ("cache-control",)
+#: Response headers the scheduler uses, and Link (WebSub hub discovery).
+SCHEDULE_HEADERS = ("cache-control", "link")
 
 
 @dataclass(frozen=True)

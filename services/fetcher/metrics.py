@@ -24,6 +24,13 @@ OUTCOMES = (
 
 DUPLICATE_KINDS = ("same_feed", "seen", "same_url")
 
+#: WebSub subscription states (label values of newswatch_fetcher_websub_subscriptions).
+WEBSUB_STATES = ("pending", "verified", "silent", "denied", "failed", "expired", "unsubscribing")
+#: What became of a request sent to a hub.
+WEBSUB_REQUEST_OUTCOMES = ("accepted", "refused", "error")
+#: What became of a content distribution (push) received on a callback.
+WEBSUB_PUSH_OUTCOMES = ("processed", "bad_signature", "unsigned", "unknown", "too_large", "failed")
+
 
 class FetcherMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -100,3 +107,42 @@ class FetcherMetrics:
             buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=registry,
         )
+        self.websub_subscriptions = Gauge(
+            "newswatch_fetcher_websub_subscriptions",
+            "WebSub subscriptions by state: pending (awaiting the hub's verification), verified (push "
+            "live), silent (a poll found items push did not bring), denied, failed, expired, unsubscribing.",
+            ["state"],
+            registry=registry,
+        )
+        for state in WEBSUB_STATES:
+            self.websub_subscriptions.labels(state)
+        self.websub_requests = Counter(
+            "newswatch_fetcher_websub_requests_total",
+            "Subscription requests sent to hubs, by mode (subscribe, unsubscribe) and outcome: accepted "
+            "(202), refused (another status), error (no answer).",
+            ["mode", "outcome"],
+            registry=registry,
+        )
+        for mode in ("subscribe", "unsubscribe"):
+            for outcome in WEBSUB_REQUEST_OUTCOMES:
+                self.websub_requests.labels(mode, outcome)
+        self.websub_verifications = Counter(
+            "newswatch_fetcher_websub_verifications_total",
+            "Hub callbacks verifying intent, by mode (subscribe, unsubscribe, denied) and outcome: "
+            "confirmed (a request of ours was pending) or refused (404: none was).",
+            ["mode", "outcome"],
+            registry=registry,
+        )
+        for mode in ("subscribe", "unsubscribe", "denied"):
+            for outcome in ("confirmed", "refused"):
+                self.websub_verifications.labels(mode, outcome)
+        self.websub_pushes = Counter(
+            "newswatch_fetcher_websub_pushes_total",
+            "Content pushed to callbacks, by outcome: processed (same path as a polled body), "
+            "bad_signature and unsigned (ignored), unknown (no such callback: 410), too_large (413), "
+            "failed (parse, publish or store error: 503, the hub retries).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in WEBSUB_PUSH_OUTCOMES:
+            self.websub_pushes.labels(outcome)

@@ -101,7 +101,22 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         entries=entries,
         base=url,
         language=str(data.get("language", "") or ""),
+        meta={"links": _json_links(data)},
     )
+
+
+def _json_links(data: dict[str, Any]) -> list[dict[str, str]]:
+    """JSON Feed's ``hubs`` (type WebSub) and ``feed_url`` as feedparser-style links (rel, href)."""
+    links = [
+        {"rel": "hub", "href": hub["url"]}
+        for hub in data.get("hubs") or ()
+        if isinstance(hub, dict)
+        and str(hub.get("type", "")).lower() == "websub"
+        and isinstance(hub.get("url"), str)
+    ]
+    if isinstance(data.get("feed_url"), str):
+        links.append({"rel": "self", "href": data["feed_url"]})
+    return links
 
 
 def parse_feed(

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,13 +22,14 @@ import httpx
 
 from newswatch.fetcher.dedup import Decision, decide
 from newswatch.fetcher.errors import FetchError, HttpStatusError
-from newswatch.fetcher.http_fetch import FetchResult, fetch
+from newswatch.fetcher.http_fetch import PARSER_HEADERS, FetchResult, fetch
 from newswatch.fetcher.isolated_parse import parse_feed_capped
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.normalize import feed_context, normalize_entry
 from newswatch.fetcher.pending import PendingBatch, settle
 from newswatch.fetcher.schedule import Hints, hints_from, observed_gap
 from newswatch.fetcher.state import FeedState, FetcherStore, Success
+from newswatch.fetcher.websub import Hub, discover
 from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import FetcherSettings
 from newswatch.shared.contract import FEED_HEALTH, ITEMS, FeedHealth, Item, encode
@@ -53,6 +54,8 @@ class PollResult:
     gap: float | None = None  # observed seconds between entries
     hints: Hints = field(default_factory=Hints)
     retry_after: float | None = None
+    hub: Hub | None = None  # the WebSub hub the document advertises (full polls only)
+    published: int = 0  # new items published
 
     @property
     def ok(self) -> bool:
@@ -86,11 +89,47 @@ class FeedPoller:
         self._health = health
         self._workers = workers
         self._clock = clock
+        self._feed_locks: dict[str, asyncio.Lock] = {}
+
+    def _feed_lock(self, url: str) -> asyncio.Lock:
+        """One poll or push of a feed at a time: both read and write its seen-set and journal."""
+        lock = self._feed_locks.get(url)
+        if lock is None:
+            lock = self._feed_locks[url] = asyncio.Lock()
+        return lock
+
+    def forget(self, url: str) -> None:
+        self._feed_locks.pop(url, None)
 
     async def poll(self, url: str) -> PollResult:
         """Poll ``url`` once. Never raises: every failure is an outcome, counted and logged."""
+        async with self._feed_lock(url):
+            result = await self._outcome(url, self._poll(url))
+        self._metrics.polls.labels(result.outcome).inc()
+        return result
+
+    async def push(self, url: str, body: bytes, headers: dict[str, str]) -> PollResult:
+        """Content a WebSub hub pushed for ``url``: processed exactly as a polled body would be
+        (parse, normalize, dedup, journal, publish). Never raises; counted by the caller."""
+        async with self._feed_lock(url):
+            return await self._outcome(url, self._pushed(url, body, headers))
+
+    async def _pushed(self, url: str, body: bytes, headers: dict[str, str]) -> PollResult:
+        cached = self._store.cached_state(url)
+        state = cached if cached is not None else await self._blocking(self._store.feed_state, url)
+        kept = {k: v for k, v in headers.items() if k in PARSER_HEADERS}
+        fetched = FetchResult(200, state.current_url, body, kept, state.validators)
         try:
-            result = await self._poll(url)
+            return await self._blocking(self._process, url, state, fetched)
+        except FetchError as exc:
+            log.warning(
+                "pushed content refused", extra={"feed": url, "outcome": exc.outcome, "error": str(exc)}
+            )
+            return PollResult(exc.outcome)
+
+    async def _outcome(self, url: str, work: Coroutine[Any, Any, PollResult]) -> PollResult:
+        try:
+            return await work
         except PublishError as exc:
             self._health.set_not_ready(f"kafka: {exc}")
             log.error("publishing failed; the next poll retries", extra={"feed": url, "error": str(exc)})
@@ -102,7 +141,6 @@ class FeedPoller:
             self._health.set_not_ready(f"database: {exc}")
             log.error("state database failed; the next poll retries", extra={"feed": url, "error": str(exc)})
             result = PollResult("store_error")
-        self._metrics.polls.labels(result.outcome).inc()
         return result
 
     async def _blocking(self, func: Callable[..., _T], *args: Any) -> _T:
@@ -193,7 +231,10 @@ class FeedPoller:
         published = [i.published for i in items.values() if i.published and "date_missing" not in i.flags]
         feed_meta = {k: v for k, v in parsed.meta.items() if isinstance(k, str)}
         hints = hints_from(feed_meta, fetched.body, fetched.headers.get("cache-control", ""))
-        return PollResult("ok", gap=observed_gap(published), hints=hints)
+        hub = discover(fetched.headers.get("link", ""), feed_meta.get("links"), fetched.url)
+        return PollResult(
+            "ok", gap=observed_gap(published), hints=hints, hub=hub, published=decision.counts["new"]
+        )
 
     def _publish(self, url: str, decision: Decision, success: Success) -> None:
         """Journal, publish, then remember in the transaction that closes the journal entry

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -33,6 +33,8 @@ from newswatch.fetcher.poller import FeedPoller, PollResult
 from newswatch.fetcher.recovery import settle_journal
 from newswatch.fetcher.schedule import Policy, next_after_error, next_after_success
 from newswatch.fetcher.state import STATUSES, FetcherStore
+from newswatch.fetcher.websub_store import WebSubStore
+from newswatch.fetcher.websub_subscriber import PUSH_TIMEOUT, PushFailed, Subscriber
 from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.config import Config, FeedConfig
 from newswatch.shared.contract import ALL_TOPICS, ITEMS
@@ -65,7 +67,11 @@ class FeedScheduler:
         metrics: FetcherMetrics,
         clock: Clock = SYSTEM,
         rand: Callable[[], float] = random.random,
+        push: Subscriber | None = None,
+        push_poll_interval: float = 0.0,
     ) -> None:
+        self._push = push
+        self._push_poll_interval = push_poll_interval
         self._scheduler = scheduler
         self._poller = poller
         self._limiter = limiter
@@ -101,6 +107,21 @@ class FeedScheduler:
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(url)
         self._set_status(url, None)
+        self._poller.forget(url)
+        if self._push is not None:
+            self._push.forget(url)
+
+    async def push(self, url: str, body: bytes, headers: dict[str, str]) -> bool:
+        """Process content a WebSub hub pushed for ``url``; False if this replica does not poll it.
+
+        Raises PushFailed when it was not processed (the hub retries; the next poll catches up).
+        """
+        if url not in self._active:
+            return False
+        result = await self._poller.push(url, body, headers)
+        if not result.ok:
+            raise PushFailed(f"pushed content for {url}: {result.outcome}")
+        return True
 
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for the polls in flight; returns how many did not finish."""
@@ -127,8 +148,13 @@ class FeedScheduler:
             self._running.add(task)
         try:
             self._metrics.schedule_lag.observe(max(0.0, (self._clock.now() - planned).total_seconds()))
+            pushed = self._push is not None and self._push.live(feed.url)
             async with self._slots, self._limiter.slot(feed.url):
                 result = await self._poll(feed.url)
+            if self._push is not None and result.outcome == "ok" and feed.url in self._active:
+                self._push.consider(feed.url, result.hub)
+                if pushed and result.published:
+                    self._push.poll_found_new(feed.url)
             self._after(feed, result)
         finally:
             if task is not None:
@@ -155,6 +181,8 @@ class FeedScheduler:
             when = next_after_success(
                 now, feed.interval, learned.gap, learned.hints, self._policy, self._rand
             )
+            if self._push is not None and self._push.live(feed.url):  # push brings news; poll as a safety net
+                when = max(when, now + timedelta(seconds=self._push_poll_interval))
         else:
             base = feed.interval or self._policy.min_interval
             when = next_after_error(
@@ -180,11 +208,8 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
     server.start()
     log.info("fetcher starting", extra={"http_port": server.port, "feeds": len(config.feeds)})
     settings = config.fetcher
-    store = FetcherStore(
-        make_engine(database_url(config.database_url, config.state_dir, "fetcher")),
-        settings.seen_per_feed,
-        url_window=settings.url_dedup_window,
-    )
+    engine = make_engine(database_url(config.database_url, config.state_dir, "fetcher"))
+    store = FetcherStore(engine, settings.seen_per_feed, url_window=settings.url_dedup_window)
     publisher = Publisher(
         producer_factory(bootstrap, config.kafka, "newswatch-fetcher"),
         metrics.pipeline,
@@ -225,7 +250,12 @@ def run(config: Config, http_port: int, stop: threading.Event) -> None:
             stop,
         )
         if not stop.is_set():
-            asyncio.run(_poll_feeds(config, table, store, publisher, workers, metrics, health, stop))
+            push_store = WebSubStore(engine)
+            asyncio.run(
+                _poll_feeds(
+                    config, table, store, push_store, publisher, workers, metrics, health, server, stop
+                )
+            )
     finally:
         health.set_not_ready("stopping")
         workers.shutdown(wait=True)  # a poll cut short by the grace period still records its work
@@ -241,10 +271,12 @@ async def _poll_feeds(
     config: Config,
     table: FeedTable,
     store: FetcherStore,
+    push_store: WebSubStore,
     publisher: Publisher,
     workers: ThreadPoolExecutor,
     metrics: FetcherMetrics,
     health: Health,
+    server: ObservabilityServer,
     stop: threading.Event,
 ) -> None:
     settings = config.fetcher
@@ -253,9 +285,27 @@ async def _poll_feeds(
         poller = FeedPoller(client, store, publisher, metrics, settings, health, workers)
         policy = Policy(settings.min_interval, settings.max_interval, settings.unhealthy_after)
         scheduler = AsyncIOScheduler(timezone=UTC)
+        push = None
+        if settings.websub.public_url:
+            push = Subscriber(push_store, client, settings.websub, settings.replica, metrics)
         feeds = FeedScheduler(
-            scheduler, poller, HostLimiter(settings.per_host), settings.concurrency, policy, metrics
+            scheduler,
+            poller,
+            HostLimiter(settings.per_host),
+            settings.concurrency,
+            policy,
+            metrics,
+            push=push,
+            push_poll_interval=settings.websub.poll_interval,
         )
+        if push is not None:
+
+            def deliver(url: str, body: bytes, headers: Mapping[str, str]) -> bool:
+                pushed = asyncio.run_coroutine_threadsafe(feeds.push(url, body, dict(headers)), loop)
+                return pushed.result(PUSH_TIMEOUT)
+
+            await loop.run_in_executor(workers, push.load, deliver)
+            server.mount("/websub/", push.route, settings.max_body_bytes)
         for feed in table.mine().values():
             feeds.start(feed, store.feed_state(feed.url).status, settings.start_spread)
         scheduler.start()
@@ -269,12 +319,16 @@ async def _poll_feeds(
         try:
             while not await loop.run_in_executor(None, stop.wait, 1.0):
                 health.beat()
+                if push is not None:
+                    push.tick()
                 if await loop.run_in_executor(workers, _apply_changes, table, store):
                     _reconcile(feeds, table.mine(), store, settings.start_spread)
         finally:
             health.set_not_ready("stopping")
             scheduler.pause()  # no new polls; the ones in flight may finish
             unfinished = await feeds.drain(drain_budget(config.stop_grace))
+            if push is not None:
+                await push.close(drain_budget(config.stop_grace))
             if unfinished:
                 log.warning(
                     "polls cut short at shutdown; they are retried at the next start",

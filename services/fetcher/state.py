@@ -32,6 +32,8 @@ from sqlalchemy.engine import Engine
 from newswatch.fetcher.dedup import Known, Remember
 from newswatch.fetcher.http_fetch import Validators
 from newswatch.fetcher.pending import PendingBatch, Settled
+from newswatch.fetcher.websub_store import MIGRATION as WEBSUB_MIGRATION
+from newswatch.fetcher.websub_store import WEBSUB
 from newswatch.shared.clock import SYSTEM, Clock
 from newswatch.shared.contract import FeedDefinition, decode, encode
 from newswatch.shared.db import insert_new, migrate, transaction, upsert
@@ -74,6 +76,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE fetcher_definitions (url VARCHAR(2048) PRIMARY KEY, body TEXT NOT NULL, "
         "updated_at DOUBLE PRECISION NOT NULL)",
     ],
+    WEBSUB_MIGRATION,
 ]
 
 #: Feed status values: polled normally; failing ``unhealthy_after`` times in a row (still
@@ -159,6 +162,8 @@ DEFINITIONS = Table(
     Column("body", Text, nullable=False),  # the FeedDefinition as published (JSON)
     Column("updated_at", Float, nullable=False),
 )
+#: Every table the migrations create (a test compares them with what the migrations make).
+TABLES = (*_meta.sorted_tables, WEBSUB)
 
 
 class FetcherStore:

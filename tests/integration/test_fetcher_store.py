@@ -10,11 +10,12 @@ from sqlalchemy import inspect, text
 from newswatch.fetcher.dedup import Decision, Known, Remember
 from newswatch.fetcher.http_fetch import Validators
 from newswatch.fetcher.pending import PendingBatch, settle
-from newswatch.fetcher.state import MIGRATIONS, FetcherStore
+from newswatch.fetcher.state import MIGRATIONS, TABLES, FetcherStore
 from newswatch.shared.clock import ManualClock
 from newswatch.shared.db import StoreError, make_engine, migrate, redact
 from newswatch.shared.kafka_io import Ack
 from tests.support.items import make_item
+from tests.support.schema import assert_declared
 
 
 def seen(store: FetcherStore, feed: str, ids: list[str]) -> set[str]:
@@ -141,3 +142,13 @@ def test_cached_state_after_a_write_is_what_the_database_holds(db_url: str) -> N
     assert cached == {u: reopened.feed_state(u) for u in ("f", "g")}
     store.close()
     reopened.close()
+
+
+def test_the_migrations_make_the_declared_schema(db_url: str) -> None:
+    """The fetcher's tables, the WebSub subscriptions' included, as the migrations create them."""
+    FetcherStore(make_engine(db_url), keep_per_feed=100).close()
+    engine = make_engine(db_url)
+    try:
+        assert_declared(engine, TABLES)
+    finally:
+        engine.dispose()

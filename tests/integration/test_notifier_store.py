@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import inspect
 
 from newswatch.notifier.database import NotifierDb
 from newswatch.notifier.errors import IdTakenError
@@ -25,6 +24,7 @@ from newswatch.shared.db import make_engine
 from newswatch.shared.kafka_client import ensure_topics, producer_factory
 from newswatch.shared.kafka_io import Publisher, Record
 from tests.support.notifier import make_match
+from tests.support.schema import assert_declared
 
 
 def test_two_replicas_build_one_digest_and_claim_each_row_once(db_url: str, tmp_path: Path) -> None:
@@ -120,18 +120,7 @@ def test_the_migrations_make_the_declared_schema(db_url: str) -> None:
     NotifierDb(engine).close()
     engine = make_engine(db_url)
     try:
-        inspector = inspect(engine)
-        for table in METADATA.sorted_tables:
-            made = {c["name"]: c for c in inspector.get_columns(table.name)}
-            assert set(made) == {c.name for c in table.columns}, table.name
-            for column in table.columns:
-                if column.primary_key:  # SQLite reports a text primary key as nullable
-                    continue
-                assert made[column.name]["nullable"] == column.nullable, (
-                    f"{table.name}.{column.name} nullable"
-                )
-            primary = inspector.get_pk_constraint(table.name)["constrained_columns"]
-            assert set(primary) == {c.name for c in table.primary_key.columns}, table.name
+        assert_declared(engine, METADATA.sorted_tables)
     finally:
         engine.dispose()
 
