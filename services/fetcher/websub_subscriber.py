@@ -164,7 +164,7 @@ class Subscriber:
                 if sub.feed_url in self._inflight:
                     continue
                 if sub.request and now - (sub.requested_at or now) > self._settings.verify_timeout:
-                    self._unverified(sub, now)
+                    self._unverified(sub)
                 elif sub.state in ("verified", "silent") and sub.expires_at is not None:
                     if now >= sub.expires_at:
                         log.warning("WebSub lease ended unrenewed", extra={"feed": sub.feed_url})
@@ -182,11 +182,16 @@ class Subscriber:
                 ):
                     self._start(sub, "subscribe")
 
-    def _unverified(self, sub: Subscription, now: float) -> None:
+    def _unverified(self, sub: Subscription) -> None:
         """A request the hub never verified: unsubscribing ends here; subscribing is retried."""
         if sub.request == "unsubscribe":
             self._remove(sub)
             return
+        self._failed(sub, "the hub did not verify the request in time")
+
+    def _failed(self, sub: Subscription, error: str) -> None:
+        """A subscribe request that came to nothing: push stays live until its lease ends (a
+        renewal), else the subscription is failed; either way it is tried again after a backoff."""
         failures = sub.failures + 1
         self._change(
             dataclasses.replace(
@@ -194,8 +199,8 @@ class Subscriber:
                 state=sub.state if sub.state in ("verified", "silent") else "failed",
                 request=None,
                 failures=failures,
-                next_attempt=now + retry_delay(failures, self._settings.retry),
-                last_error="the hub did not verify the request in time",
+                next_attempt=self._clock.time() + retry_delay(failures, self._settings.retry),
+                last_error=error,
             )
         )
 
@@ -254,17 +259,7 @@ class Subscriber:
             if mode == "unsubscribe":
                 self._remove(current)  # the lease lapses; pushes meanwhile get 410
                 return
-            failures = current.failures + 1
-            self._change(
-                dataclasses.replace(
-                    current,
-                    state=current.state if current.state in ("verified", "silent") else "failed",
-                    request=None,
-                    failures=failures,
-                    next_attempt=self._clock.time() + retry_delay(failures, self._settings.retry),
-                    last_error=error,
-                )
-            )
+            self._failed(current, error)
 
     # -- callbacks from hubs (HTTP server threads) ---------------------------------------
 

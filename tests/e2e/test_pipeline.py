@@ -29,7 +29,7 @@ from newswatch.shared.contract import ALERTS, ITEMS, MATCHES
 from newswatch.shared.processes import free_port
 from newswatch.shared.tracing import from_headers, trace_id
 from tests.support.kafka import read_json, read_records
-from tests.support.procs import ServiceProcess, http_ok, metric_value
+from tests.support.procs import ServiceProcess, http_ok, logs_on_failure, metric_value
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -107,7 +107,7 @@ def test_pipeline_end_to_end(
         ).start()
         for name in ("fetcher", "matcher", "notifier")
     }
-    try:
+    with logs_on_failure(procs.values()):
         # 1. exactly one alert for the NATO item, none for the unrelated topic
         wait_for(lambda: rec.titles("nk-ukraine"), 90, what="the nk-ukraine alert")
         headers, body = next((h, b) for h, b in rec.alerts if b["topic"]["id"] == "nk-ukraine")
@@ -192,12 +192,5 @@ def test_pipeline_end_to_end(
             'newswatch_notifier_deliveries_total{channel="webhook",kind="alert",outcome="dead"} 0.0'
             in httpx.get(metrics["notifier"]).text
         )
-    except BaseException:
-        for proc in procs.values():
-            print(f"--- {proc.name} log ---\n{proc.log_tail()}")
-        raise
-    finally:
-        for proc in procs.values():
-            proc.stop()
     for proc in procs.values():
         assert proc.proc is not None and proc.proc.returncode == 0, f"{proc.name}: {proc.log_tail()}"

@@ -23,7 +23,7 @@ from newswatch.demo.receiver import WebhookReceiver
 from newswatch.shared.broker import EmbeddedBroker
 from newswatch.shared.processes import free_port
 from tests.support.measured import MEASURED
-from tests.support.procs import ServiceProcess, http_ok, metric_value
+from tests.support.procs import ServiceProcess, http_ok, logs_on_failure, metric_value
 from tests.support.waiting import wait_for
 from tests.support.websub_hub import SpecHub
 
@@ -91,43 +91,39 @@ def test_a_pushed_item_reaches_the_receiver_with_no_poll(tmp_path: Path, broker:
     }
     fetcher_metrics = f"http://127.0.0.1:{ports['fetcher']}/metrics"
     try:
-        # The first poll publishes item 0 (its alert shows the pipeline is warm) and finds the hub.
-        wait_for(lambda: _entry(feeds, 0).title in arrived, 120, what="the polled item's alert")
-        wait_for(lambda: hub.subscribers(topic), 30, what="a verified subscription at the hub")
-        assert (
-            metric_value(fetcher_metrics, "newswatch_fetcher_websub_subscriptions", 'state="verified"') == 1
-        )
-        for name, port in ports.items():
-            wait_for(partial(http_ok, f"http://127.0.0.1:{port}/readyz"), 30, what=f"{name} ready")
-        polls = feeds.requests
-        latencies = []
-        for n in range(1, PUSHES + 1):
-            entry = _entry(feeds, n)
-            feeds.add_entry(PATH, entry)
-            body = feeds.render(PATH)
-            assert body is not None
-            pushed = time.monotonic()
-            assert hub.publish(topic, body) == [204]
-            wait_for(partial(arrived.__contains__, entry.title), 30, what=f"pushed item {n}'s alert")
-            latencies.append(arrived[entry.title] - pushed)
-        assert feeds.requests == polls, "the feed was polled while push was live"
-        processed = metric_value(
-            fetcher_metrics, "newswatch_fetcher_websub_pushes_total", 'outcome="processed"'
-        )
-        assert processed == PUSHES
-        assert len(arrived) == PUSHES + 1  # each item alerted once
-        MEASURED.append(
-            f"WebSub push → webhook ({PUSHES} items, 3 services, embedded broker): "
-            + ", ".join(f"{s * 1000:.0f} ms" for s in latencies)
-            + f"; median {sorted(latencies)[PUSHES // 2] * 1000:.0f} ms"
-        )
-    except BaseException:
-        for proc in procs.values():
-            print(f"--- {proc.name} log ---\n{proc.log_tail()}")
-        raise
+        with logs_on_failure(procs.values()):
+            # The first poll publishes item 0 (its alert shows the pipeline is warm) and finds the hub.
+            wait_for(lambda: _entry(feeds, 0).title in arrived, 120, what="the polled item's alert")
+            wait_for(lambda: hub.subscribers(topic), 30, what="a verified subscription at the hub")
+            assert (
+                metric_value(fetcher_metrics, "newswatch_fetcher_websub_subscriptions", 'state="verified"')
+                == 1
+            )
+            for name, port in ports.items():
+                wait_for(partial(http_ok, f"http://127.0.0.1:{port}/readyz"), 30, what=f"{name} ready")
+            polls = feeds.requests
+            latencies = []
+            for n in range(1, PUSHES + 1):
+                entry = _entry(feeds, n)
+                feeds.add_entry(PATH, entry)
+                body = feeds.render(PATH)
+                assert body is not None
+                pushed = time.monotonic()
+                assert hub.publish(topic, body) == [204]
+                wait_for(partial(arrived.__contains__, entry.title), 30, what=f"pushed item {n}'s alert")
+                latencies.append(arrived[entry.title] - pushed)
+            assert feeds.requests == polls, "the feed was polled while push was live"
+            processed = metric_value(
+                fetcher_metrics, "newswatch_fetcher_websub_pushes_total", 'outcome="processed"'
+            )
+            assert processed == PUSHES
+            assert len(arrived) == PUSHES + 1  # each item alerted once
+            MEASURED.append(
+                f"WebSub push → webhook ({PUSHES} items, 3 services, embedded broker): "
+                + ", ".join(f"{s * 1000:.0f} ms" for s in latencies)
+                + f"; median {sorted(latencies)[PUSHES // 2] * 1000:.0f} ms"
+            )
     finally:
-        for proc in procs.values():
-            proc.stop()
         receiver.stop()
         feeds.stop()
         hub.stop()

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
 
 from newswatch.shared.processes import spawn, terminate
+
+
+@contextlib.contextmanager
+def logs_on_failure(procs: Iterable[ServiceProcess]) -> Iterator[None]:
+    """Stop every process at the end; when the block fails, print their last log lines first."""
+    procs = list(procs)
+    try:
+        yield
+    except BaseException:
+        for proc in procs:
+            print(f"--- {proc.name} log ---\n{proc.log_tail()}")
+        raise
+    finally:
+        for proc in procs:
+            proc.stop()
 
 
 class ServiceProcess:
