@@ -326,9 +326,10 @@ async def _poll_feeds(
         finally:
             health.set_not_ready("stopping")
             scheduler.pause()  # no new polls; the ones in flight may finish
-            unfinished = await feeds.drain(drain_budget(config.stop_grace))
-            if push is not None:
-                await push.close(drain_budget(config.stop_grace))
+            deadline = loop.time() + drain_budget(config.stop_grace)
+            unfinished = await feeds.drain(deadline - loop.time())
+            if push is not None:  # requests to hubs in flight share what is left of the budget
+                await push.close(max(0.0, deadline - loop.time()))
             if unfinished:
                 log.warning(
                     "polls cut short at shutdown; they are retried at the next start",

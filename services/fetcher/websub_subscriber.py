@@ -101,7 +101,9 @@ class Subscriber:
     async def close(self, grace: float) -> None:
         """Let requests in flight finish (within ``grace``), then the last writes."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
+            _done, late = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in late:  # the request stays pending; tick() retries it after a restart
+                task.cancel()
         with self._lock:
             self._deliver = None
         self._writer.shutdown(wait=True)
@@ -378,7 +380,11 @@ class Subscriber:
 
     def _write(self, func: Callable[[Any], None], arg: Any) -> None:
         """Queue a write: one thread, so the database sees the changes in their order."""
-        future: Future[None] = self._writer.submit(func, arg)
+        try:
+            future: Future[None] = self._writer.submit(func, arg)
+        except RuntimeError:  # closed: a hub's callback raced the shutdown; the hub will retry
+            log.warning("WebSub change not stored: the fetcher is stopping")
+            return
         future.add_done_callback(_log_write_error)
 
     def _count(self) -> None:
