@@ -287,7 +287,9 @@ async def _poll_feeds(
         scheduler = AsyncIOScheduler(timezone=UTC)
         push = None
         if settings.websub.public_url:
-            push = Subscriber(push_store, client, settings.websub, settings.replica, metrics)
+            push = Subscriber(
+                push_store, client, settings.websub, settings.replica, metrics, settings.replicas
+            )
         feeds = FeedScheduler(
             scheduler,
             poller,

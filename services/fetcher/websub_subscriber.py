@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from newswatch.fetcher.feed_table import owns
 from newswatch.fetcher.metrics import WEBSUB_STATES, FetcherMetrics
 from newswatch.fetcher.websub import (
     MAX_CHALLENGE,
@@ -65,6 +66,7 @@ class Subscriber:
         settings: WebSubSettings,
         replica: int,
         metrics: FetcherMetrics,
+        replicas: int = 1,
         clock: Clock = SYSTEM,
     ) -> None:
         if settings.public_url is None:
@@ -74,6 +76,7 @@ class Subscriber:
         self._settings = settings
         self._public_url = settings.public_url
         self._replica = replica
+        self._replicas = replicas
         self._metrics = metrics
         self._clock = clock
         self._lock = threading.Lock()
@@ -89,7 +92,8 @@ class Subscriber:
 
     def load(self, deliver: Deliver) -> None:
         """Read the stored subscriptions; pushes go to ``deliver`` from now on."""
-        rows = self._store.load()
+        # A shared database holds every replica's rows: this one keeps (and renews) its own only.
+        rows = [sub for sub in self._store.load() if owns(sub.feed_url, self._replica, self._replicas)]
         with self._lock:
             for sub in rows:
                 self._subs[sub.feed_url] = sub

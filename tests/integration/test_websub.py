@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from newswatch.fetcher.feed_table import owns
 from newswatch.fetcher.http_fetch import make_client
 from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.state import FetcherStore
@@ -58,12 +59,13 @@ class Rig:
     def sub(self) -> Subscriber:
         return self.current[-1]
 
-    def start(self) -> Subscriber:
+    def start(self, replica: int = 0, replicas: int = 1) -> Subscriber:
         """A subscriber (again, as after a restart) on the same database and callback address."""
 
         async def make() -> Subscriber:
             client = make_client(FetcherSettings(timeout=5), NetGuard([ipaddress.ip_network("127.0.0.0/8")]))
-            sub = Subscriber(self.store, client, self.settings, 0, FetcherMetrics(self.registry), self.clock)
+            metrics = FetcherMetrics(self.registry)
+            sub = Subscriber(self.store, client, self.settings, replica, metrics, replicas, self.clock)
             sub.load(self.deliver)
             return sub
 
@@ -253,6 +255,17 @@ def test_a_restart_keeps_the_callback_and_its_secret(rig: Rig) -> None:
     rig.start()
     assert rig.sub.live(FEED) and rig.state("verified") == 1
     assert rig.hub.publish(TOPIC, RSS) == [204] and rig.delivered == [(FEED, RSS)]
+
+
+def test_a_replica_takes_only_the_subscriptions_of_its_own_feeds(rig: Rig) -> None:
+    """Replicas may share one database: each keeps and renews the rows of the feeds it polls."""
+    rig.subscribe()
+    owner = next(r for r in range(2) if owns(FEED, r, 2))
+    rig.start(replica=1 - owner, replicas=2)
+    assert not rig.sub.live(FEED) and rig.state("verified") == 0
+    assert rig.hub.publish(TOPIC, RSS) == [410] and rig.delivered == []
+    rig.start(replica=owner, replicas=2)
+    assert rig.sub.live(FEED) and rig.hub.publish(TOPIC, RSS) == [204]
 
 
 def test_a_removed_feed_is_unsubscribed_and_its_callback_gone(rig: Rig) -> None:
