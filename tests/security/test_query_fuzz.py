@@ -3,12 +3,15 @@ refused with a QueryError (the API's 422: position and what is wrong); never ano
 exception, never a recursion error. A compiled topic stays within the matcher's evaluation
 budget on a 5,000-character item made of the query's own words (its worst case: every word
 a hit). The time is thread CPU time, the budget ``matcher.topic_budget``; the limits keep the
-worst case far below it (a few ms), which is what this checks.
+worst case far below it (a few ms), which is what this checks. The best of three runs counts:
+a cost that repeats is the input's, a one-off (a garbage collection, first-use caches; 95 ms
+once on a loaded machine for a query that takes 2 ms) is not.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,6 +38,12 @@ queries = st.one_of(
 )
 
 
+def _cpu(func: Callable[[Document], object], doc: Document) -> float:
+    started = time.thread_time()
+    func(doc)
+    return time.thread_time() - started
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(queries)
 def test_any_text_compiles_within_limits_or_is_refused_with_a_position(query: str) -> None:
@@ -50,7 +59,5 @@ def test_any_text_compiles_within_limits_or_is_refused_with_a_position(query: st
     words = [t.text for t in tokenize(query)] or ["x"]
     text = " ".join(words[i % len(words)] for i in range(5000))[:5000]
     doc = Document(" ".join(words[:20]), text, "en")
-    started = time.thread_time()
-    topic.plan.explain(doc)
-    spent = time.thread_time() - started
+    spent = min(_cpu(topic.plan.explain, doc) for _ in range(3))
     assert spent < BUDGET, f"{spent * 1000:.1f} ms for {query!r}"
