@@ -310,6 +310,8 @@ async def _poll_feeds(
             server.mount("/websub/", push.route, settings.max_body_bytes)
         for feed in table.mine().values():
             feeds.start(feed, store.feed_state(feed.url).status, settings.start_spread)
+        if push is not None:
+            push.keep_only(feeds.feeds.keys())
         scheduler.start()
         health.set_ready()
         log.info(

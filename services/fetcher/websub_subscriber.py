@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -161,6 +161,13 @@ class Subscriber:
                 self._start(self._change(dataclasses.replace(sub, state="unsubscribing")), "unsubscribe")
             else:
                 self._remove(sub)
+
+    def keep_only(self, feeds: Collection[str]) -> None:
+        """At start: unsubscribe from feeds no longer polled here (removed while we were down)."""
+        with self._lock:
+            stale = [url for url in self._subs if url not in feeds]
+        for url in stale:
+            self.forget(url)
 
     def tick(self) -> None:
         """Once a second: time out unverified requests, expire leases, renew, retry."""

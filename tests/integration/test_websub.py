@@ -270,6 +270,14 @@ def test_a_replica_takes_only_the_subscriptions_of_its_own_feeds(rig: Rig) -> No
     assert rig.sub.live(FEED) and rig.hub.publish(TOPIC, RSS) == [204]
 
 
+def test_a_feed_removed_while_stopped_is_unsubscribed_at_start(rig: Rig) -> None:
+    rig.subscribe()
+    rig.start()
+    rig.run(lambda: rig.sub.keep_only({"http://127.0.0.1:9/another.xml"}))
+    rig.until(lambda: not rig.hub.subscribers(TOPIC) and rig.store.load() == [])
+    assert [r["hub.mode"] for r in rig.hub.requests] == ["subscribe", "unsubscribe"]
+
+
 def test_a_removed_feed_is_unsubscribed_and_its_callback_gone(rig: Rig) -> None:
     rig.subscribe()
     secret = rig.hub.requests[0]["hub.secret"]
