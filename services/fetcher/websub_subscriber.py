@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from newswatch.fetcher.feed_table import owns
-from newswatch.fetcher.metrics import WEBSUB_STATES, FetcherMetrics
+from newswatch.fetcher.metrics import FetcherMetrics
 from newswatch.fetcher.websub import (
     MAX_CHALLENGE,
     Hub,
@@ -50,6 +50,8 @@ Deliver = Callable[[str, bytes, Mapping[str, str]], bool]
 
 #: Requests to hubs in flight at once (renewals of many feeds fall due together).
 CONCURRENT_REQUESTS = 8
+#: The longest a request to a hub may take, answer included (a slow hub holds one of the slots).
+REQUEST_TIMEOUT = 30.0
 #: A push is answered once processed; beyond this the hub is told to retry.
 PUSH_TIMEOUT = 60.0
 
@@ -83,6 +85,7 @@ class Subscriber:
         self._subs: dict[str, Subscription] = {}
         self._by_callback: dict[str, str] = {}
         self._inflight: set[str] = set()  # feeds with a request being sent
+        self._states: Counter[str] = Counter()  # subscriptions per state (the gauge)
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="websub-store")
         self._slots = asyncio.Semaphore(CONCURRENT_REQUESTS)
@@ -98,8 +101,8 @@ class Subscriber:
             for sub in rows:
                 self._subs[sub.feed_url] = sub
                 self._by_callback[sub.callback_id] = sub.feed_url
+                self._count(None, sub.state)
             self._deliver = deliver
-        self._count()
         log.info("WebSub subscriptions loaded", extra={"subscriptions": len(rows)})
 
     async def close(self, grace: float) -> None:
@@ -244,13 +247,16 @@ class Subscriber:
             form["hub.secret"] = sub.secret
         error = None
         try:
-            async with self._slots:
-                response = await self._client.post(sub.hub, data=form)
-            if 200 <= response.status_code < 300:
+            async with self._slots, asyncio.timeout(REQUEST_TIMEOUT):
+                status, head = await self._post(sub.hub, form)
+            if 200 <= status < 300:
                 outcome = "accepted"
             else:
                 outcome = "refused"
-                error = f"HTTP {response.status_code} from the hub: {response.text[:200]!r}"
+                error = f"HTTP {status} from the hub: {head.decode(errors='replace')!r}"
+        except TimeoutError:
+            outcome = "error"
+            error = f"no answer within {REQUEST_TIMEOUT:.0f} s"
         except (httpx.HTTPError, NewswatchError) as exc:  # the egress policy's refusal included
             outcome = "error"
             error = f"{type(exc).__name__}: {exc}"
@@ -273,6 +279,17 @@ class Subscriber:
                 self._remove(current)  # the lease lapses; pushes meanwhile get 410
                 return
             self._failed(current, error)
+
+    async def _post(self, hub: str, form: dict[str, str]) -> tuple[int, bytes]:
+        """POST to a hub (any address a feed names): its status and at most the first 200 bytes
+        of its answer, so a hostile hub cannot make us read an endless body."""
+        async with self._client.stream("POST", hub, data=form) as response:
+            head = b""
+            async for chunk in response.aiter_bytes():
+                head += chunk
+                if len(head) >= 200:
+                    break
+            return response.status_code, head[:200]
 
     # -- callbacks from hubs (HTTP server threads) ---------------------------------------
 
@@ -377,17 +394,18 @@ class Subscriber:
     # -- state (lock held) ---------------------------------------------------------------
 
     def _change(self, sub: Subscription) -> Subscription:
+        old = self._subs.get(sub.feed_url)
         self._subs[sub.feed_url] = sub
         self._by_callback[sub.callback_id] = sub.feed_url
         self._write(self._store.save, sub)
-        self._count_locked()
+        self._count(old.state if old else None, sub.state)
         return sub
 
     def _remove(self, sub: Subscription) -> None:
-        self._subs.pop(sub.feed_url, None)
+        old = self._subs.pop(sub.feed_url, None)
         self._by_callback.pop(sub.callback_id, None)
         self._write(self._store.delete, sub.feed_url)
-        self._count_locked()
+        self._count(old.state if old else None, None)
 
     def _write(self, func: Callable[[Any], None], arg: Any) -> None:
         """Queue a write: one thread, so the database sees the changes in their order."""
@@ -398,14 +416,12 @@ class Subscriber:
             return
         future.add_done_callback(_log_write_error)
 
-    def _count(self) -> None:
-        with self._lock:
-            self._count_locked()
-
-    def _count_locked(self) -> None:
-        counts = Counter(sub.state for sub in self._subs.values())
-        for state in WEBSUB_STATES:
-            self._metrics.websub_subscriptions.labels(state).set(counts.get(state, 0))
+    def _count(self, was: str | None, now: str | None) -> None:
+        """Move one subscription between states in the gauge (no pass over every row)."""
+        for state, step in ((was, -1), (now, 1)):
+            if state is not None:
+                self._states[state] += step
+                self._metrics.websub_subscriptions.labels(state).set(self._states[state])
 
 
 def _log_write_error(future: Future[None]) -> None:

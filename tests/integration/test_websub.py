@@ -232,6 +232,18 @@ def test_a_refused_or_unverified_request_fails_then_is_retried(rig: Rig) -> None
     assert len(rig.hub.requests) == 3
 
 
+def test_a_hub_answering_without_end_is_read_no_further_than_its_first_bytes(rig: Rig) -> None:
+    """A feed can name any hub: its answer is read up to 200 bytes, not to the end."""
+    rig.hub.endless = True
+    rig.run(lambda: rig.sub.consider(FEED, Hub(rig.hub.url, TOPIC)))
+    rig.until(lambda: rig.state("failed") == 1)
+    assert rig.metric("newswatch_fetcher_websub_requests_total", mode="subscribe", outcome="refused") == 1
+    rig.until(lambda: any(r.last_error for r in rig.store.load()))  # the write lands after the state
+    (row,) = rig.store.load()
+    assert row.last_error is not None and row.last_error.startswith("HTTP 503 from the hub: 'busy busy")
+    assert len(row.last_error) < 260
+
+
 def test_a_lease_is_renewed_before_its_end_and_expires_when_renewal_fails(rig: Rig) -> None:
     rig.subscribe()
     rig.clock.advance(499)  # renewal at the lease's end (600 s) minus renew_before (100 s)

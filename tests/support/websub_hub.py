@@ -35,6 +35,7 @@ class SpecHub:
     refuse: int | None = None  # answer requests with this status instead of 202
     sign_with: str | None = None  # sign with this secret instead of the subscriber's
     verify_intent: bool = True  # False: accept requests (202) but never call back
+    endless: bool = False  # answer requests with a 503 whose body never ends (for a minute)
     subscriptions: dict[tuple[str, str], HubSubscription] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
     verifications: list[tuple[str, int, bool]] = field(default_factory=list)  # mode, status, echoed
@@ -47,10 +48,26 @@ class SpecHub:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                if hub.endless:
+                    self._endless()
+                    return
                 status = hub._request(form)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _endless(self) -> None:
+                self.send_response(503)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"busy " * 200
+                deadline = time.monotonic() + 60
+                try:
+                    while time.monotonic() < deadline:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        time.sleep(0.01)
+                except OSError:
+                    return  # the subscriber stopped reading, as it should
 
             def log_message(self, format: str, *args: object) -> None:
                 return
